@@ -1,0 +1,1 @@
+//! End-to-end test helpers (guards for links, netns and emulated NICs).
