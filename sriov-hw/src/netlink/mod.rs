@@ -24,7 +24,12 @@ impl Netlink {
     /// Opens a connection in the calling thread's namespace and spawns its driver on the current
     /// tokio runtime.
     pub fn host() -> Result<Self, NetlinkError> {
-        todo!("H2")
+        let (conn, handle, _) = rtnetlink::new_connection().map_err(|e| NetlinkError::Io {
+            op: "open netlink socket",
+            message: e.to_string(),
+        })?;
+        tokio::spawn(conn);
+        Ok(Netlink { handle })
     }
 
     /// Opens a connection inside `ns` (socket created on a helper thread that setns'es), driven on
