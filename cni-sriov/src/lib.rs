@@ -1,0 +1,42 @@
+//! The `sriov` CNI plugin as a library: the binary in `main.rs` is a thin shell around [`run`], so
+//! the verbs can be tested in-process.
+
+pub mod env;
+pub mod error;
+pub mod version;
+
+use error::{CniError, code};
+
+/// Executes one CNI call given the environment lookup and stdin; returns the JSON to print.
+///
+/// `stdin` is `None` when reading it failed; VERSION does not need it.
+pub fn run(get_env: impl Fn(&str) -> Option<String>, stdin: Option<&[u8]>) -> Result<String, CniError> {
+    let cmd = env::command(&get_env)?;
+    if cmd == env::Command::Version {
+        return Ok(version::version_reply(stdin.unwrap_or_default()));
+    }
+    let stdin = stdin.ok_or_else(|| {
+        CniError::new(code::IO_FAILURE, "cannot read the network configuration from stdin")
+    })?;
+    let conf: serde_json::Value = serde_json::from_slice(stdin).map_err(|e| {
+        CniError::new(code::DECODE, "cannot decode the network configuration").with_details(e.to_string())
+    })?;
+    let v = conf
+        .get("cniVersion")
+        .and_then(|v| v.as_str())
+        .ok_or_else(|| CniError::new(code::INVALID_CONFIG, "cniVersion is missing"))?;
+    version::check(v)?;
+    Err(CniError::new(
+        code::INTERNAL,
+        format!("{cmd:?} is not implemented in this build"),
+    ))
+}
+
+/// The `cniVersion` the runtime sent, for shaping the error reply; the newest when unknown.
+pub fn requested_version(stdin: &[u8]) -> String {
+    serde_json::from_slice::<serde_json::Value>(stdin)
+        .ok()
+        .and_then(|v| v.get("cniVersion")?.as_str().map(str::to_string))
+        .filter(|v| version::SUPPORTED.contains(&v.as_str()))
+        .unwrap_or_else(|| version::LATEST.to_string())
+}
