@@ -71,13 +71,6 @@ struct RawConfig {
 }
 
 #[derive(Deserialize)]
-#[serde(untagged)]
-enum OneOrMany {
-    One(RawSelector),
-    Many(Vec<RawSelector>),
-}
-
-#[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct RawResource {
     resource_name: String,
@@ -93,7 +86,8 @@ struct RawResource {
     allocation_policy: AllocationPolicy,
     #[serde(default)]
     additional_info: serde_json::Map<String, serde_json::Value>,
-    selectors: Option<OneOrMany>,
+    /// An object or a list of objects; decoded by hand so errors name the bad field.
+    selectors: Option<serde_json::Value>,
 }
 
 impl PoolConfig {
@@ -131,14 +125,15 @@ impl PoolConfig {
                     return Err(err(format!("deviceType {other:?} is not supported (only netDevice)")));
                 }
             }
-            let raw_sel = match r.selectors {
+            let raw_sel: Vec<RawSelector> = match r.selectors.clone() {
                 None => return Err(err("selectors are required".into())),
-                Some(OneOrMany::One(s)) => vec![s],
-                Some(OneOrMany::Many(v)) if v.is_empty() => {
+                Some(serde_json::Value::Array(v)) if v.is_empty() => {
                     return Err(err("selectors list is empty".into()));
                 }
-                Some(OneOrMany::Many(v)) => v,
-            };
+                Some(v @ serde_json::Value::Array(_)) => serde_json::from_value(v),
+                Some(v) => serde_json::from_value(v).map(|s| vec![s]),
+            }
+            .map_err(|e| err(format!("selectors: {e}")))?;
             let selectors = raw_sel
                 .into_iter()
                 .map(|s| s.validate().map_err(&err))
