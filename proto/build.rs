@@ -5,6 +5,7 @@
 const PROTOS: &[&str] = &[
     "deviceplugin/v1beta1/api.proto",
     "podresources/v1/api.proto",
+    "node/v1/node.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

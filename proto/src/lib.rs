@@ -44,6 +44,15 @@ pub mod podresources {
 }
 
 /// Protocol facts of the kubelet APIs: versions, socket locations, health values.
+/// Our node API between the `sriov` CNI plugin and the agent (package `sriov.node.v1`).
+pub mod node {
+    #![allow(missing_docs)]
+    tonic::include_proto!("sriov.node.v1");
+
+    /// Default path of the agent's node API socket.
+    pub const DEFAULT_SOCKET: &str = "/run/sriov/agent.sock";
+}
+
 pub mod kubelet {
     /// Device plugin API version sent in `RegisterRequest.version`.
     pub const DEVICE_PLUGIN_API_VERSION: &str = "v1beta1";
