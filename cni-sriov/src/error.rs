@@ -70,7 +70,12 @@ impl CniError {
             msg: &self.msg,
             details: &self.details,
         })
-        .unwrap_or_else(|_| format!(r#"{{"cniVersion":"1.1.0","code":{},"msg":"internal"}}"#, self.code))
+        .unwrap_or_else(|_| {
+            format!(
+                r#"{{"cniVersion":"1.1.0","code":{},"msg":"internal"}}"#,
+                self.code
+            )
+        })
     }
 }
 

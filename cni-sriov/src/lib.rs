@@ -10,16 +10,23 @@ use error::{CniError, code};
 /// Executes one CNI call given the environment lookup and stdin; returns the JSON to print.
 ///
 /// `stdin` is `None` when reading it failed; VERSION does not need it.
-pub fn run(get_env: impl Fn(&str) -> Option<String>, stdin: Option<&[u8]>) -> Result<String, CniError> {
+pub fn run(
+    get_env: impl Fn(&str) -> Option<String>,
+    stdin: Option<&[u8]>,
+) -> Result<String, CniError> {
     let cmd = env::command(&get_env)?;
     if cmd == env::Command::Version {
         return Ok(version::version_reply(stdin.unwrap_or_default()));
     }
     let stdin = stdin.ok_or_else(|| {
-        CniError::new(code::IO_FAILURE, "cannot read the network configuration from stdin")
+        CniError::new(
+            code::IO_FAILURE,
+            "cannot read the network configuration from stdin",
+        )
     })?;
     let conf: serde_json::Value = serde_json::from_slice(stdin).map_err(|e| {
-        CniError::new(code::DECODE, "cannot decode the network configuration").with_details(e.to_string())
+        CniError::new(code::DECODE, "cannot decode the network configuration")
+            .with_details(e.to_string())
     })?;
     let v = conf
         .get("cniVersion")

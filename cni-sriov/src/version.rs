@@ -52,7 +52,10 @@ mod tests {
     fn version_lists_all() {
         let v: serde_json::Value = serde_json::from_str(&version_reply(b"")).unwrap();
         assert_eq!(v["cniVersion"], LATEST);
-        assert_eq!(v["supportedVersions"].as_array().unwrap().len(), SUPPORTED.len());
+        assert_eq!(
+            v["supportedVersions"].as_array().unwrap().len(),
+            SUPPORTED.len()
+        );
         let v: serde_json::Value =
             serde_json::from_str(&version_reply(br#"{"cniVersion":"0.4.0"}"#)).unwrap();
         assert_eq!(v["cniVersion"], "0.4.0");

@@ -1,9 +1,7 @@
 //! `sriov-device-plugin`: the node agent (kubelet device plugin, ledger, pod table) and the
 //! operator tools around it (`inventory`, `emulate`).
 
-mod cli;
-mod ledger;
-mod pools;
+use device_plugin::cli;
 
 use std::process::ExitCode;
 

@@ -55,7 +55,9 @@ pub fn bin(name: &str) -> PathBuf {
 
 /// Runs a command, returning its output; panics with stderr if it fails.
 pub fn run_ok(cmd: &mut Command) -> Output {
-    let out = cmd.output().unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
     assert!(
         out.status.success(),
         "{cmd:?} failed: {}\n{}",
@@ -67,7 +69,11 @@ pub fn run_ok(cmd: &mut Command) -> Output {
 
 /// `ip -j <args>` parsed (empty output → empty array).
 pub fn ip_json(args: &[&str]) -> serde_json::Value {
-    let out = Command::new("ip").arg("-j").args(args).output().expect("spawn ip");
+    let out = Command::new("ip")
+        .arg("-j")
+        .args(args)
+        .output()
+        .expect("spawn ip");
     let text = String::from_utf8_lossy(&out.stdout);
     if text.trim().is_empty() {
         return serde_json::Value::Array(vec![]);
@@ -89,7 +95,10 @@ pub fn link_names() -> Vec<String> {
 
 /// Names of all nftables tables (`family name`).
 pub fn nft_tables() -> Vec<String> {
-    let out = Command::new("nft").args(["-j", "list", "tables"]).output().expect("spawn nft");
+    let out = Command::new("nft")
+        .args(["-j", "list", "tables"])
+        .output()
+        .expect("spawn nft");
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
     v["nftables"]
         .as_array()

@@ -40,10 +40,17 @@ fn emulate_up_8_then_inventory_lists_exactly_those() {
         assert_eq!(vf["pf"], p["pci"]);
         let name = format!("{pf}v{i}");
         assert_eq!(vf["netdevs"], serde_json::json!([name]));
-        assert!(links.contains(&name), "VF netdev {name} missing from ip link");
+        assert!(
+            links.contains(&name),
+            "VF netdev {name} missing from ip link"
+        );
         let rep = format!("{pf}r{i}");
         let l = hw_tests::ip_json(&["-d", "link", "show", &rep]);
-        assert_eq!(l[0]["master"], pf.as_str(), "representor {rep} not on the bridge");
+        assert_eq!(
+            l[0]["master"],
+            pf.as_str(),
+            "representor {rep} not on the bridge"
+        );
     }
 
     // Idempotent: a second up changes nothing.
@@ -52,7 +59,11 @@ fn emulate_up_8_then_inventory_lists_exactly_those() {
     assert_eq!(again["pfs"], inv["pfs"]);
 
     let out = nic.down();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let links = link_names();
     assert!(
         !links.iter().any(|l| l.starts_with(&pf)),

@@ -85,12 +85,24 @@ mod tests {
         let m: MacAddr = "02:AB:cd:00:00:01".parse().unwrap();
         assert_eq!(m.to_string(), "02:ab:cd:00:00:01");
         assert!(!m.is_multicast());
-        assert!("01:00:5e:00:00:01".parse::<MacAddr>().unwrap().is_multicast());
+        assert!(
+            "01:00:5e:00:00:01"
+                .parse::<MacAddr>()
+                .unwrap()
+                .is_multicast()
+        );
     }
 
     #[test]
     fn rejects_garbage() {
-        for bad in ["", "02:00:00:00:00", "02:00:00:00:00:00:00", "2:0:0:0:0:0", "zz:00:00:00:00:00", "02:00:00:00:00:001"] {
+        for bad in [
+            "",
+            "02:00:00:00:00",
+            "02:00:00:00:00:00:00",
+            "2:0:0:0:0:0",
+            "zz:00:00:00:00:00",
+            "02:00:00:00:00:001",
+        ] {
             assert!(bad.parse::<MacAddr>().is_err(), "{bad:?}");
         }
     }

@@ -33,7 +33,11 @@ pub enum Action {
 /// Runs `emulate up` or `emulate down`.
 pub fn run(action: Action) -> anyhow::Result<()> {
     match action {
-        Action::Up { pf, vfs, sysfs_root } => {
+        Action::Up {
+            pf,
+            vfs,
+            sysfs_root,
+        } => {
             let spec = emulated::EmulateSpec {
                 pf: pf.clone(),
                 vfs,

@@ -40,7 +40,9 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<()> {
 
 /// A current-thread runtime for the short async jobs of the tools.
 fn block_on<F: std::future::Future>(f: F) -> anyhow::Result<F::Output> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     Ok(rt.block_on(f))
 }
 

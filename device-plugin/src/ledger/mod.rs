@@ -69,7 +69,10 @@ fn decode(key: &str, bytes: &[u8]) -> Result<Attachment, LedgerError> {
 impl Ledger {
     /// Opens (or creates) the ledger in `dir`.
     pub fn open(dir: &Path) -> Result<Self, LedgerError> {
-        let db = sled::Config::new().path(dir).mode(sled::Mode::LowSpace).open()?;
+        let db = sled::Config::new()
+            .path(dir)
+            .mode(sled::Mode::LowSpace)
+            .open()?;
         Ok(Ledger {
             att: db.open_tree("attachments")?,
             vf: db.open_tree("vf_owner")?,
@@ -93,11 +96,17 @@ impl Ledger {
                 return abort(Abort::Exists(shown.clone(), state));
             }
             if let Some(h) = vf.get(a.vf_pci.as_bytes())? {
-                return abort(Abort::VfBusy(a.vf_pci.clone(), String::from_utf8_lossy(&h).into()));
+                return abort(Abort::VfBusy(
+                    a.vf_pci.clone(),
+                    String::from_utf8_lossy(&h).into(),
+                ));
             }
             for addr in &a.reserved_ips {
                 if let Some(h) = ip.get(ip_key(&a.network, addr))? {
-                    return abort(Abort::IpBusy(addr.clone(), String::from_utf8_lossy(&h).into()));
+                    return abort(Abort::IpBusy(
+                        addr.clone(),
+                        String::from_utf8_lossy(&h).into(),
+                    ));
                 }
             }
             att.insert(&k[..], bytes.as_slice())?;
@@ -112,7 +121,11 @@ impl Ledger {
     }
 
     /// Marks an attachment COMMITTED with its result; returns the stored record.
-    pub fn commit(&self, key: &AttachmentKey, result_json: &str) -> Result<Attachment, LedgerError> {
+    pub fn commit(
+        &self,
+        key: &AttachmentKey,
+        result_json: &str,
+    ) -> Result<Attachment, LedgerError> {
         let k = att_key(key);
         let shown = display_key(key);
         let res = self.att.transaction(|att| {
@@ -180,12 +193,18 @@ impl Ledger {
 
     /// Which attachment holds VF `pci`.
     pub fn vf_holder(&self, pci: &str) -> Result<Option<AttachmentKey>, LedgerError> {
-        Ok(self.vf.get(pci.as_bytes())?.map(|k| keys::parse_att_key(&k)))
+        Ok(self
+            .vf
+            .get(pci.as_bytes())?
+            .map(|k| keys::parse_att_key(&k)))
     }
 
     /// Which attachment holds `ip` (address or CIDR) in `network`.
     pub fn ip_holder(&self, network: &str, ip: &str) -> Result<Option<AttachmentKey>, LedgerError> {
-        Ok(self.ip.get(ip_key(network, ip))?.map(|k| keys::parse_att_key(&k)))
+        Ok(self
+            .ip
+            .get(ip_key(network, ip))?
+            .map(|k| keys::parse_att_key(&k)))
     }
 
     /// Bytes the store occupies on disk (the churn soak checks it stays bounded).
@@ -194,7 +213,11 @@ impl Ledger {
     }
 
     /// Flushes after a successful transaction and maps aborts to errors.
-    fn finish<T>(&self, res: Result<T, TransactionError<Abort>>, network: &str) -> Result<T, LedgerError> {
+    fn finish<T>(
+        &self,
+        res: Result<T, TransactionError<Abort>>,
+        network: &str,
+    ) -> Result<T, LedgerError> {
         match res {
             Ok(v) => {
                 self.db.flush()?;

@@ -23,7 +23,8 @@ fn att(c: &str, vf: &str, ips: &[&str]) -> Attachment {
 fn plan_commit_remove_round_trip() {
     let dir = tempfile::tempdir().unwrap();
     let l = Ledger::open(dir.path()).unwrap();
-    l.plan(&att("c1", "ee00:01:00.1", &["10.0.0.5/24"])).unwrap();
+    l.plan(&att("c1", "ee00:01:00.1", &["10.0.0.5/24"]))
+        .unwrap();
     assert_eq!(l.vf_holder("ee00:01:00.1").unwrap(), Some(key("c1")));
     assert_eq!(l.ip_holder("db-net", "10.0.0.5").unwrap(), Some(key("c1")));
     let c = l.commit(&key("c1"), "{\"x\":1}").unwrap();
@@ -31,7 +32,10 @@ fn plan_commit_remove_round_trip() {
     assert_eq!(l.get(&key("c1")).unwrap().unwrap().result_json, "{\"x\":1}");
     let r = l.remove(&key("c1")).unwrap().unwrap();
     assert_eq!(r.vf_pci, "ee00:01:00.1");
-    assert!(l.remove(&key("c1")).unwrap().is_none(), "second remove is a no-op");
+    assert!(
+        l.remove(&key("c1")).unwrap().is_none(),
+        "second remove is a no-op"
+    );
     assert_eq!(l.vf_holder("ee00:01:00.1").unwrap(), None);
     assert_eq!(l.ip_holder("db-net", "10.0.0.5/24").unwrap(), None);
     assert!(l.list().unwrap().is_empty());
@@ -41,10 +45,20 @@ fn plan_commit_remove_round_trip() {
 fn busy_vf_or_ip_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let l = Ledger::open(dir.path()).unwrap();
-    l.plan(&att("c1", "ee00:01:00.1", &["10.0.0.5/24", "fd00::5/64"])).unwrap();
+    l.plan(&att("c1", "ee00:01:00.1", &["10.0.0.5/24", "fd00::5/64"]))
+        .unwrap();
     let e = l.plan(&att("c2", "ee00:01:00.1", &[])).unwrap_err();
-    assert!(matches!(e, LedgerError::VfBusy { ref holder, .. } if holder == "c1/net1"), "{e}");
-    let e = l.plan(&att("c2", "ee00:01:00.2", &["10.0.0.9/24", "fd00::0005/64"])).unwrap_err();
+    assert!(
+        matches!(e, LedgerError::VfBusy { ref holder, .. } if holder == "c1/net1"),
+        "{e}"
+    );
+    let e = l
+        .plan(&att(
+            "c2",
+            "ee00:01:00.2",
+            &["10.0.0.9/24", "fd00::0005/64"],
+        ))
+        .unwrap_err();
     assert!(e.to_string().contains("fd00::0005/64"), "{e}");
     assert!(e.to_string().contains("c1/net1"), "{e}");
     // Nothing of c2 was recorded, not even the first, free IP.
@@ -63,7 +77,8 @@ fn survives_reopen() {
     let dir = tempfile::tempdir().unwrap();
     {
         let l = Ledger::open(dir.path()).unwrap();
-        l.plan(&att("c1", "ee00:01:00.1", &["10.0.0.5/24"])).unwrap();
+        l.plan(&att("c1", "ee00:01:00.1", &["10.0.0.5/24"]))
+            .unwrap();
     }
     let l = Ledger::open(dir.path()).unwrap();
     let a = l.get(&key("c1")).unwrap().unwrap();
@@ -86,7 +101,12 @@ fn concurrent_plans_never_share_a_vf() {
             })
         })
         .collect();
-    let won = handles.into_iter().filter(|_| true).map(|h| h.join().unwrap()).filter(|ok| *ok).count();
+    let won = handles
+        .into_iter()
+        .filter(|_| true)
+        .map(|h| h.join().unwrap())
+        .filter(|ok| *ok)
+        .count();
     assert_eq!(won, 4);
     assert_eq!(l.list().unwrap().len(), 4);
 }

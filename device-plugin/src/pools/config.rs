@@ -111,18 +111,26 @@ impl PoolConfig {
                 msg,
             };
             if r.resource_name.is_empty()
-                || !r.resource_name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+                || !r
+                    .resource_name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_')
             {
                 return Err(err("resourceName must match ^[a-zA-Z0-9_]+$".into()));
             }
-            let prefix = r.resource_prefix.clone().unwrap_or_else(|| super::DEFAULT_PREFIX.into());
+            let prefix = r
+                .resource_prefix
+                .clone()
+                .unwrap_or_else(|| super::DEFAULT_PREFIX.into());
             if prefix.is_empty() || prefix.contains('/') || prefix.contains(char::is_whitespace) {
                 return Err(err(format!("invalid resourcePrefix {prefix:?}")));
             }
             match r.device_type.as_deref() {
                 None | Some("netDevice") => {}
                 Some(other) => {
-                    return Err(err(format!("deviceType {other:?} is not supported (only netDevice)")));
+                    return Err(err(format!(
+                        "deviceType {other:?} is not supported (only netDevice)"
+                    )));
                 }
             }
             let raw_sel: Vec<RawSelector> = match r.selectors.clone() {
@@ -140,7 +148,10 @@ impl PoolConfig {
                 .collect::<Result<Vec<_>, _>>()?;
             let _ = &r.additional_info;
             let full = format!("{prefix}/{}", r.resource_name);
-            if resources.iter().any(|x: &ResourceConfig| x.full_name() == full) {
+            if resources
+                .iter()
+                .any(|x: &ResourceConfig| x.full_name() == full)
+            {
                 return Err(err(format!("duplicate resource {full}")));
             }
             resources.push(ResourceConfig {
@@ -177,7 +188,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(cfg.resources.len(), 2);
-        assert_eq!(cfg.resources[0].full_name(), "intel.com/intel_sriov_netdevice");
+        assert_eq!(
+            cfg.resources[0].full_name(),
+            "intel.com/intel_sriov_netdevice"
+        );
         assert_eq!(cfg.resources[1].full_name(), "nvidia.com/mlnx");
         assert!(cfg.resources[1].exclude_topology);
         assert_eq!(cfg.resources[1].selectors.len(), 2);
@@ -186,14 +200,38 @@ mod tests {
     #[test]
     fn rejects_bad_entries_naming_them() {
         let cases: &[(&str, &str)] = &[
-            (r#"{"resourceList":[{"resourceName":"a-b","selectors":{}}]}"#, "resourceList[0] (a-b)"),
-            (r#"{"resourceList":[{"resourceName":"ok","selectors":{"vendors":["80866"]}}]}"#, "vendors"),
-            (r#"{"resourceList":[{"resourceName":"ok","selectors":{"pfNames":["e#3-1"]}}]}"#, "pfNames"),
-            (r#"{"resourceList":[{"resourceName":"ok","selectors":{"pciAddresses":["zz"]}}]}"#, "zz"),
-            (r#"{"resourceList":[{"resourceName":"ok","selectors":{"vendor":["8086"]}}]}"#, "vendor"),
-            (r#"{"resourceList":[{"resourceName":"ok"}]}"#, "selectors are required"),
-            (r#"{"resourceList":[{"resourceName":"ok","selectors":{}},{"resourceName":"ok","selectors":{}}]}"#, "duplicate"),
-            (r#"{"resourceList":[{"resourceName":"ok","deviceType":"accelerator","selectors":{}}]}"#, "deviceType"),
+            (
+                r#"{"resourceList":[{"resourceName":"a-b","selectors":{}}]}"#,
+                "resourceList[0] (a-b)",
+            ),
+            (
+                r#"{"resourceList":[{"resourceName":"ok","selectors":{"vendors":["80866"]}}]}"#,
+                "vendors",
+            ),
+            (
+                r#"{"resourceList":[{"resourceName":"ok","selectors":{"pfNames":["e#3-1"]}}]}"#,
+                "pfNames",
+            ),
+            (
+                r#"{"resourceList":[{"resourceName":"ok","selectors":{"pciAddresses":["zz"]}}]}"#,
+                "zz",
+            ),
+            (
+                r#"{"resourceList":[{"resourceName":"ok","selectors":{"vendor":["8086"]}}]}"#,
+                "vendor",
+            ),
+            (
+                r#"{"resourceList":[{"resourceName":"ok"}]}"#,
+                "selectors are required",
+            ),
+            (
+                r#"{"resourceList":[{"resourceName":"ok","selectors":{}},{"resourceName":"ok","selectors":{}}]}"#,
+                "duplicate",
+            ),
+            (
+                r#"{"resourceList":[{"resourceName":"ok","deviceType":"accelerator","selectors":{}}]}"#,
+                "deviceType",
+            ),
             (r#"{"resources":[]}"#, "resources"),
         ];
         for (json, frag) in cases {

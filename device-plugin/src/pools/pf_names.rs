@@ -18,12 +18,17 @@ impl PfNameSel {
             Some((pf, r)) => (pf, Some(r)),
         };
         if pf.is_empty() || pf.len() > 15 || pf.contains(['/', ' ', '#']) {
-            return Err(format!("pfNames entry {s:?}: invalid interface name {pf:?}"));
+            return Err(format!(
+                "pfNames entry {s:?}: invalid interface name {pf:?}"
+            ));
         }
         let vfs = ranges
             .map(|r| {
                 r.split(',')
-                    .map(|part| parse_range(part).ok_or_else(|| format!("pfNames entry {s:?}: bad VF range {part:?}")))
+                    .map(|part| {
+                        parse_range(part)
+                            .ok_or_else(|| format!("pfNames entry {s:?}: bad VF range {part:?}"))
+                    })
                     .collect::<Result<Vec<_>, _>>()
             })
             .transpose()?;
@@ -73,7 +78,16 @@ mod tests {
 
     #[test]
     fn rejects_bad_ranges() {
-        for bad in ["", "#0", "ens1f0#", "ens1f0#3-1", "ens1f0#a", "ens1f0#1,,2", "ens1f0#-1", "a/b"] {
+        for bad in [
+            "",
+            "#0",
+            "ens1f0#",
+            "ens1f0#3-1",
+            "ens1f0#a",
+            "ens1f0#1,,2",
+            "ens1f0#-1",
+            "a/b",
+        ] {
             assert!(PfNameSel::parse(bad).is_err(), "{bad:?}");
         }
     }

@@ -60,13 +60,25 @@ fn pci_list(field: &str, v: &[String]) -> Result<Vec<PciAddr>, String> {
 impl RawSelector {
     pub(super) fn validate(self) -> Result<Selector, String> {
         Ok(Selector {
-            vendors: self.vendors.iter().map(|s| hex_id("vendors", s)).collect::<Result<_, _>>()?,
-            devices: self.devices.iter().map(|s| hex_id("devices", s)).collect::<Result<_, _>>()?,
+            vendors: self
+                .vendors
+                .iter()
+                .map(|s| hex_id("vendors", s))
+                .collect::<Result<_, _>>()?,
+            devices: self
+                .devices
+                .iter()
+                .map(|s| hex_id("devices", s))
+                .collect::<Result<_, _>>()?,
             drivers: self.drivers,
             pci_addresses: pci_list("pciAddresses", &self.pci_addresses)?,
             pf_names: super::config::parse_pf_names(&self.pf_names)?,
             root_devices: pci_list("rootDevices", &self.root_devices)?,
-            link_types: self.link_types.into_iter().map(|s| s.to_ascii_lowercase()).collect(),
+            link_types: self
+                .link_types
+                .into_iter()
+                .map(|s| s.to_ascii_lowercase())
+                .collect(),
             is_rdma: self.is_rdma,
             need_vhost_net: self.need_vhost_net,
         })

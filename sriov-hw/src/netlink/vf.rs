@@ -18,7 +18,13 @@ impl Netlink {
         let _ = (pf, vf, vlan);
         todo!("H2")
     }
-    pub async fn set_vf_rate(&self, pf: &str, vf: u32, min_mbps: u32, max_mbps: u32) -> Result<(), VfError> {
+    pub async fn set_vf_rate(
+        &self,
+        pf: &str,
+        vf: u32,
+        min_mbps: u32,
+        max_mbps: u32,
+    ) -> Result<(), VfError> {
         let _ = (pf, vf, min_mbps, max_mbps);
         todo!("H2")
     }
@@ -30,7 +36,12 @@ impl Netlink {
         let _ = (pf, vf, on);
         todo!("H2")
     }
-    pub async fn set_vf_link_state(&self, pf: &str, vf: u32, state: VfLinkState) -> Result<(), VfError> {
+    pub async fn set_vf_link_state(
+        &self,
+        pf: &str,
+        vf: u32,
+        state: VfLinkState,
+    ) -> Result<(), VfError> {
         let _ = (pf, vf, state);
         todo!("H2")
     }

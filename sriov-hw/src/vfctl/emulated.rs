@@ -16,7 +16,10 @@ pub struct Emulated {
 
 impl Emulated {
     pub fn new(nl: Netlink, sysfs_root: &Path) -> Self {
-        Emulated { nl, sysfs_root: sysfs_root.to_path_buf() }
+        Emulated {
+            nl,
+            sysfs_root: sysfs_root.to_path_buf(),
+        }
     }
 }
 

@@ -128,13 +128,35 @@ impl VfError {
 pub trait VfControl {
     /// Reads every VF's current configuration from the PF.
     fn vf_states(&self, pf: &str) -> impl Future<Output = Result<Vec<VfState>, VfError>>;
-    fn set_mac(&self, pf: &str, vf: u32, mac: MacAddr) -> impl Future<Output = Result<(), VfError>>;
-    fn set_vlan(&self, pf: &str, vf: u32, vlan: VfVlan) -> impl Future<Output = Result<(), VfError>>;
+    fn set_mac(&self, pf: &str, vf: u32, mac: MacAddr)
+    -> impl Future<Output = Result<(), VfError>>;
+    fn set_vlan(
+        &self,
+        pf: &str,
+        vf: u32,
+        vlan: VfVlan,
+    ) -> impl Future<Output = Result<(), VfError>>;
     /// Rates in Mbit/s; 0 = unlimited.
-    fn set_rate(&self, pf: &str, vf: u32, min_mbps: u32, max_mbps: u32) -> impl Future<Output = Result<(), VfError>>;
-    fn set_spoofchk(&self, pf: &str, vf: u32, on: bool) -> impl Future<Output = Result<(), VfError>>;
+    fn set_rate(
+        &self,
+        pf: &str,
+        vf: u32,
+        min_mbps: u32,
+        max_mbps: u32,
+    ) -> impl Future<Output = Result<(), VfError>>;
+    fn set_spoofchk(
+        &self,
+        pf: &str,
+        vf: u32,
+        on: bool,
+    ) -> impl Future<Output = Result<(), VfError>>;
     fn set_trust(&self, pf: &str, vf: u32, on: bool) -> impl Future<Output = Result<(), VfError>>;
-    fn set_link_state(&self, pf: &str, vf: u32, state: VfLinkState) -> impl Future<Output = Result<(), VfError>>;
+    fn set_link_state(
+        &self,
+        pf: &str,
+        vf: u32,
+        state: VfLinkState,
+    ) -> impl Future<Output = Result<(), VfError>>;
 }
 
 /// The backend for a PF, chosen by its driver. This is the type upper layers hold.
@@ -146,7 +168,11 @@ pub enum Backend {
 impl Backend {
     /// Picks the backend for a PF bound to `driver`; `sysfs_root` locates the emulated NIC's
     /// register files when the driver is [`EMULATED_DRIVER`].
-    pub fn for_driver(driver: &str, nl: crate::netlink::Netlink, sysfs_root: &std::path::Path) -> Self {
+    pub fn for_driver(
+        driver: &str,
+        nl: crate::netlink::Netlink,
+        sysfs_root: &std::path::Path,
+    ) -> Self {
         if driver == EMULATED_DRIVER {
             Backend::Emulated(Emulated::new(nl, sysfs_root))
         } else {
@@ -174,7 +200,13 @@ impl VfControl for Backend {
     async fn set_vlan(&self, pf: &str, vf: u32, vlan: VfVlan) -> Result<(), VfError> {
         dispatch!(self, b => b.set_vlan(pf, vf, vlan))
     }
-    async fn set_rate(&self, pf: &str, vf: u32, min_mbps: u32, max_mbps: u32) -> Result<(), VfError> {
+    async fn set_rate(
+        &self,
+        pf: &str,
+        vf: u32,
+        min_mbps: u32,
+        max_mbps: u32,
+    ) -> Result<(), VfError> {
         dispatch!(self, b => b.set_rate(pf, vf, min_mbps, max_mbps))
     }
     async fn set_spoofchk(&self, pf: &str, vf: u32, on: bool) -> Result<(), VfError> {

@@ -25,7 +25,13 @@ impl VfControl for PfNetlink {
     async fn set_vlan(&self, pf: &str, vf: u32, vlan: VfVlan) -> Result<(), VfError> {
         self.nl.set_vf_vlan(pf, vf, vlan).await
     }
-    async fn set_rate(&self, pf: &str, vf: u32, min_mbps: u32, max_mbps: u32) -> Result<(), VfError> {
+    async fn set_rate(
+        &self,
+        pf: &str,
+        vf: u32,
+        min_mbps: u32,
+        max_mbps: u32,
+    ) -> Result<(), VfError> {
         self.nl.set_vf_rate(pf, vf, min_mbps, max_mbps).await
     }
     async fn set_spoofchk(&self, pf: &str, vf: u32, on: bool) -> Result<(), VfError> {
