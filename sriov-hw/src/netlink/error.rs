@@ -60,7 +60,17 @@ impl NetlinkError {
             op,
             target: target.to_string(),
             errno,
-            message: nix::errno::Errno::from_raw(errno).desc().to_string(),
+            message: strerror(errno),
         }
+    }
+}
+
+/// The C library's text for `errno`, without std's " (os error N)" suffix (we print the number
+/// ourselves).
+fn strerror(errno: i32) -> String {
+    let text = std::io::Error::from_raw_os_error(errno).to_string();
+    match text.rfind(" (os error ") {
+        Some(i) => text[..i].to_string(),
+        None => text,
     }
 }

@@ -166,8 +166,12 @@ impl Netlink {
 
     /// Moves `link` into `ns` and renames it to `new_name` there, in ONE RTM_SETLINK request
     /// (IFLA_NET_NS_FD + IFLA_IFNAME), so the link never appears in the target namespace under its
-    /// host name (which could clash with, say, the pod's `eth0`). Fails with `EEXIST` if `new_name`
-    /// is taken in `ns`; the link then stays where it was.
+    /// host name (which could clash with, say, the pod's `eth0`).
+    ///
+    /// If `new_name` is taken in `ns`, the kernel (checked on 6.18) still moves the link, under its
+    /// *old* name, and then fails the rename: the call returns `EEXIST` and the link is in `ns`
+    /// as `link`. Callers rolling back must look for it there. If the old name is taken in `ns`
+    /// too, nothing moves.
     pub async fn move_to_netns(
         &self,
         link: &str,

@@ -52,8 +52,8 @@ impl Netlink {
         ]));
         let replies = self
             .exchange_raw(
-                op::READ,
-                pf,
+                "RTM_GETLINK",
+                "RTEXT_FILTER_VF",
                 &RouteNetlinkMessage::GetLink(msg),
                 NLM_F_REQUEST,
             )
@@ -64,15 +64,15 @@ impl Netlink {
             .find(|m| m.message_type == RTM_NEWLINK)
             .ok_or_else(|| {
                 err(NetlinkError::Protocol {
-                    op: op::READ,
-                    target: pf.to_string(),
+                    op: "RTM_GETLINK",
+                    target: "RTEXT_FILTER_VF".into(),
                     message: "no RTM_NEWLINK in the answer".into(),
                 })
             })?;
         super::vf_parse::parse_vf_states(&reply.payload).map_err(|e| {
             err(NetlinkError::Protocol {
-                op: op::READ,
-                target: pf.to_string(),
+                op: "RTM_GETLINK",
+                target: "IFLA_VFINFO_LIST".into(),
                 message: e.to_string(),
             })
         })
@@ -147,6 +147,9 @@ impl Netlink {
     }
 
     /// Sends one IFLA_VF_* attribute for `vf` to `pf` and waits for the ACK.
+    ///
+    /// The inner [`NetlinkError`] names the request and attribute (`RTM_SETLINK IFLA_VF_MAC`); the
+    /// [`VfError`] around it names the PF, the VF and the operation in words.
     async fn set_vf(
         &self,
         pf: &str,
@@ -154,18 +157,31 @@ impl Netlink {
         op: &'static str,
         attr: VfInfo,
     ) -> Result<(), VfError> {
+        let attr_name = match &attr {
+            VfInfo::Mac(_) => "IFLA_VF_MAC",
+            VfInfo::VlanList(_) => "IFLA_VF_VLAN_LIST",
+            VfInfo::Rate(_) => "IFLA_VF_RATE",
+            VfInfo::SpoofCheck(_) => "IFLA_VF_SPOOFCHK",
+            VfInfo::Trust(_) => "IFLA_VF_TRUST",
+            VfInfo::LinkState(_) => "IFLA_VF_LINK_STATE",
+            _ => "IFLA_VF_INFO",
+        };
         let mut msg = LinkMessage::default();
         msg.attributes.push(LinkAttribute::IfName(pf.to_string()));
         msg.attributes
             .push(LinkAttribute::VfInfoList(vec![LinkVfInfo(vec![attr])]));
-        let target = format!("{pf} VF {vf}");
-        self.ack(op, &target, RouteNetlinkMessage::SetLink(msg), 0)
-            .await
-            .map_err(|e| VfError {
-                pf: pf.to_string(),
-                vf,
-                op,
-                source: VfErrorKind::Netlink(e),
-            })
+        self.ack(
+            "RTM_SETLINK",
+            attr_name,
+            RouteNetlinkMessage::SetLink(msg),
+            0,
+        )
+        .await
+        .map_err(|e| VfError {
+            pf: pf.to_string(),
+            vf,
+            op,
+            source: VfErrorKind::Netlink(e),
+        })
     }
 }
