@@ -1,5 +1,7 @@
 //! Errors of the netlink wrapper.
 
+use netlink_packet_core::ErrorMessage;
+
 /// A netlink request that failed: which operation, on what, and the kernel's answer.
 #[derive(Debug, thiserror::Error)]
 pub enum NetlinkError {
@@ -17,6 +19,21 @@ pub enum NetlinkError {
     /// The socket or the namespace switch failed before anything was sent.
     #[error("{op}: {message}")]
     Io { op: &'static str, message: String },
+    /// The request was not sent because its arguments cannot be expressed (e.g. an IPv6 gateway
+    /// for an IPv4 destination).
+    #[error("{op} {target}: invalid request: {message}")]
+    Invalid {
+        op: &'static str,
+        target: String,
+        message: String,
+    },
+    /// The kernel's answer could not be decoded or was not the expected message.
+    #[error("{op} {target}: unexpected reply: {message}")]
+    Protocol {
+        op: &'static str,
+        target: String,
+        message: String,
+    },
 }
 
 impl NetlinkError {
@@ -25,7 +42,35 @@ impl NetlinkError {
         match self {
             NetlinkError::Kernel { errno, .. } => Some(*errno),
             NetlinkError::NotFound { .. } => Some(libc::ENODEV),
-            NetlinkError::Io { .. } => None,
+            NetlinkError::Io { .. }
+            | NetlinkError::Invalid { .. }
+            | NetlinkError::Protocol { .. } => None,
         }
+    }
+
+    /// Whether the kernel said the object does not exist (`ENODEV`, or `NotFound`).
+    pub fn is_not_found(&self) -> bool {
+        self.errno() == Some(libc::ENODEV)
+    }
+
+    /// Maps a kernel NACK to [`NetlinkError::Kernel`], with the message `strerror` gives.
+    pub(super) fn from_nack(op: &'static str, target: &str, err: &ErrorMessage) -> Self {
+        let errno = err.code.map(|c| c.get().abs()).unwrap_or(0);
+        NetlinkError::Kernel {
+            op,
+            target: target.to_string(),
+            errno,
+            message: strerror(errno),
+        }
+    }
+}
+
+/// The C library's text for `errno`, without std's " (os error N)" suffix (we print the number
+/// ourselves).
+fn strerror(errno: i32) -> String {
+    let text = std::io::Error::from_raw_os_error(errno).to_string();
+    match text.rfind(" (os error ") {
+        Some(i) => text[..i].to_string(),
+        None => text,
     }
 }

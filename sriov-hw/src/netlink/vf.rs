@@ -1,23 +1,108 @@
-//! VF operations on a PF: IFLA_VFINFO_LIST reads and one-attribute IFLA_VF_* writes (placeholder, H2).
+//! VF operations on a PF: IFLA_VFINFO_LIST reads and one-attribute IFLA_VF_* writes.
+//!
+//! Every setter sends exactly one IFLA_VF_* attribute (inside IFLA_VFINFO_LIST / IFLA_VF_INFO) in
+//! one RTM_SETLINK to the PF, addressed by name. One attribute per request means the kernel's
+//! answer is about exactly that setting, so the error names it and rollback can undo precisely
+//! what was applied. Errors are [`VfError`]s naming the PF, the VF index and the operation.
 
-use super::Netlink;
+use netlink_packet_core::NLM_F_REQUEST;
+use netlink_packet_route::RouteNetlinkMessage;
+use netlink_packet_route::link::{
+    LinkAttribute, LinkExtentMask, LinkMessage, LinkVfInfo, VfInfo, VfInfoLinkState, VfInfoMac,
+    VfInfoRate, VfInfoSpoofCheck, VfInfoTrust, VfLinkState as NlVfLinkState, VfVlan as NlVfVlan,
+    VfVlanInfo, VlanProtocol,
+};
+
+use super::{Netlink, NetlinkError};
 use crate::mac::MacAddr;
-use crate::vfctl::{VfError, VfLinkState, VfState, VfVlan};
+use crate::vfctl::{VfError, VfErrorKind, VfLinkState, VfState, VfVlan, VlanProto};
+
+/// RTM_NEWLINK, the kernel's answer to RTM_GETLINK.
+const RTM_NEWLINK: u16 = 16;
+
+/// Operation names, as they appear in [`VfError::op`] and therefore in CNI error messages.
+pub mod op {
+    /// [`super::Netlink::vf_info`].
+    pub const READ: &str = "read VF config";
+    /// [`super::Netlink::set_vf_mac`].
+    pub const MAC: &str = "set VF MAC";
+    /// [`super::Netlink::set_vf_vlan`].
+    pub const VLAN: &str = "set VF VLAN";
+    /// [`super::Netlink::set_vf_rate`].
+    pub const RATE: &str = "set VF rate";
+    /// [`super::Netlink::set_vf_spoofchk`].
+    pub const SPOOFCHK: &str = "set VF spoofchk";
+    /// [`super::Netlink::set_vf_trust`].
+    pub const TRUST: &str = "set VF trust";
+    /// [`super::Netlink::set_vf_link_state`].
+    pub const LINK_STATE: &str = "set VF link state";
+}
 
 impl Netlink {
-    /// Reads every VF's configuration from the PF (RTM_GETLINK with RTEXT_FILTER_VF).
+    /// Reads every VF's configuration from the PF: RTM_GETLINK with RTEXT_FILTER_VF (and
+    /// RTEXT_FILTER_SKIP_STATS), decoded from IFLA_VFINFO_LIST. A link without VFs (or without
+    /// SR-IOV at all, e.g. a veth) yields an empty list. Errors carry VF index 0, meaning "the PF".
     pub async fn vf_info(&self, pf: &str) -> Result<Vec<VfState>, VfError> {
-        let _ = (self.handle(), pf);
-        todo!("H2")
+        let err = |e: NetlinkError| VfError::new(pf, 0, op::READ, e);
+        let mut msg = LinkMessage::default();
+        msg.attributes.push(LinkAttribute::IfName(pf.to_string()));
+        msg.attributes.push(LinkAttribute::ExtMask(vec![
+            LinkExtentMask::Vf,
+            LinkExtentMask::SkipStats,
+        ]));
+        let replies = self
+            .exchange_raw(
+                "RTM_GETLINK",
+                "RTEXT_FILTER_VF",
+                &RouteNetlinkMessage::GetLink(msg),
+                NLM_F_REQUEST,
+            )
+            .await
+            .map_err(err)?;
+        let reply = replies
+            .iter()
+            .find(|m| m.message_type == RTM_NEWLINK)
+            .ok_or_else(|| {
+                err(NetlinkError::Protocol {
+                    op: "RTM_GETLINK",
+                    target: "RTEXT_FILTER_VF".into(),
+                    message: "no RTM_NEWLINK in the answer".into(),
+                })
+            })?;
+        super::vf_parse::parse_vf_states(&reply.payload).map_err(|e| {
+            err(NetlinkError::Protocol {
+                op: "RTM_GETLINK",
+                target: "IFLA_VFINFO_LIST".into(),
+                message: e.to_string(),
+            })
+        })
     }
+
+    /// Sets the VF's administrative MAC (IFLA_VF_MAC). The VF netdev may only pick it up after
+    /// its driver is re-bound, so callers set the effective MAC on the VF netdev as well.
     pub async fn set_vf_mac(&self, pf: &str, vf: u32, mac: MacAddr) -> Result<(), VfError> {
-        let _ = (pf, vf, mac);
-        todo!("H2")
+        self.set_vf(pf, vf, op::MAC, VfInfo::Mac(VfInfoMac::new(vf, &mac.0)))
+            .await
     }
+
+    /// Sets the VF's port VLAN, QoS and tag protocol: IFLA_VF_VLAN_LIST with one
+    /// IFLA_VF_VLAN_INFO, as iproute2 sends it. VLAN 0 with QoS 0 clears the port VLAN.
     pub async fn set_vf_vlan(&self, pf: &str, vf: u32, vlan: VfVlan) -> Result<(), VfError> {
-        let _ = (pf, vf, vlan);
-        todo!("H2")
+        let proto = match vlan.proto {
+            VlanProto::Dot1Q => VlanProtocol::Ieee8021Q,
+            VlanProto::Dot1Ad => VlanProtocol::Ieee8021Ad,
+        };
+        let info = VfVlanInfo::new(vf, u32::from(vlan.vlan), u32::from(vlan.qos), proto);
+        self.set_vf(
+            pf,
+            vf,
+            op::VLAN,
+            VfInfo::VlanList(vec![NlVfVlan::Info(info)]),
+        )
+        .await
     }
+
+    /// Sets the VF's minimum and maximum TX rate in Mbit/s, 0 = no limit (IFLA_VF_RATE).
     pub async fn set_vf_rate(
         &self,
         pf: &str,
@@ -25,24 +110,78 @@ impl Netlink {
         min_mbps: u32,
         max_mbps: u32,
     ) -> Result<(), VfError> {
-        let _ = (pf, vf, min_mbps, max_mbps);
-        todo!("H2")
+        let rate = VfInfoRate::new(vf, min_mbps, max_mbps);
+        self.set_vf(pf, vf, op::RATE, VfInfo::Rate(rate)).await
     }
+
+    /// Turns the PF's source-MAC spoof check for the VF on or off (IFLA_VF_SPOOFCHK).
     pub async fn set_vf_spoofchk(&self, pf: &str, vf: u32, on: bool) -> Result<(), VfError> {
-        let _ = (pf, vf, on);
-        todo!("H2")
+        let v = VfInfoSpoofCheck::new(vf, on);
+        self.set_vf(pf, vf, op::SPOOFCHK, VfInfo::SpoofCheck(v))
+            .await
     }
+
+    /// Marks the VF trusted or not (IFLA_VF_TRUST): trusted VFs may change their own MAC and
+    /// enter promiscuous mode.
     pub async fn set_vf_trust(&self, pf: &str, vf: u32, on: bool) -> Result<(), VfError> {
-        let _ = (pf, vf, on);
-        todo!("H2")
+        let v = VfInfoTrust::new(vf, on);
+        self.set_vf(pf, vf, op::TRUST, VfInfo::Trust(v)).await
     }
+
+    /// Sets the VF's administrative link state (IFLA_VF_LINK_STATE): follow the PF, or force it
+    /// up or down.
     pub async fn set_vf_link_state(
         &self,
         pf: &str,
         vf: u32,
         state: VfLinkState,
     ) -> Result<(), VfError> {
-        let _ = (pf, vf, state);
-        todo!("H2")
+        let state = match state {
+            VfLinkState::Auto => NlVfLinkState::Auto,
+            VfLinkState::Enable => NlVfLinkState::Enable,
+            VfLinkState::Disable => NlVfLinkState::Disable,
+        };
+        let v = VfInfoLinkState::new(vf, state);
+        self.set_vf(pf, vf, op::LINK_STATE, VfInfo::LinkState(v))
+            .await
+    }
+
+    /// Sends one IFLA_VF_* attribute for `vf` to `pf` and waits for the ACK.
+    ///
+    /// The inner [`NetlinkError`] names the request and attribute (`RTM_SETLINK IFLA_VF_MAC`); the
+    /// [`VfError`] around it names the PF, the VF and the operation in words.
+    async fn set_vf(
+        &self,
+        pf: &str,
+        vf: u32,
+        op: &'static str,
+        attr: VfInfo,
+    ) -> Result<(), VfError> {
+        let attr_name = match &attr {
+            VfInfo::Mac(_) => "IFLA_VF_MAC",
+            VfInfo::VlanList(_) => "IFLA_VF_VLAN_LIST",
+            VfInfo::Rate(_) => "IFLA_VF_RATE",
+            VfInfo::SpoofCheck(_) => "IFLA_VF_SPOOFCHK",
+            VfInfo::Trust(_) => "IFLA_VF_TRUST",
+            VfInfo::LinkState(_) => "IFLA_VF_LINK_STATE",
+            _ => "IFLA_VF_INFO",
+        };
+        let mut msg = LinkMessage::default();
+        msg.attributes.push(LinkAttribute::IfName(pf.to_string()));
+        msg.attributes
+            .push(LinkAttribute::VfInfoList(vec![LinkVfInfo(vec![attr])]));
+        self.ack(
+            "RTM_SETLINK",
+            attr_name,
+            RouteNetlinkMessage::SetLink(msg),
+            0,
+        )
+        .await
+        .map_err(|e| VfError {
+            pf: pf.to_string(),
+            vf,
+            op,
+            source: VfErrorKind::Netlink(e),
+        })
     }
 }
