@@ -1,8 +1,12 @@
 //! The `sriov` CNI plugin as a library: the binary in `main.rs` is a thin shell around [`run`], so
 //! the verbs can be tested in-process.
 
+pub mod cni_args;
 pub mod env;
 pub mod error;
+pub mod netconf;
+pub mod request;
+pub mod result;
 pub mod version;
 
 use error::{CniError, code};
