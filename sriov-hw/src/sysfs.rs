@@ -1,1 +1,546 @@
-//! placeholder (H1)
+//! A rooted, read-only view of sysfs (or of any kernel-style attribute tree, such as `/proc`).
+//!
+//! Every reader in this crate takes a [`Sysfs`] instead of hard-coding `/sys`, so discovery runs on
+//! the host, on fixture trees written by tests, and on the emulated NIC's synthetic tree. Paths given
+//! to the methods are relative to the root. When the root is not `/`, symlinks are resolved by us,
+//! inside the root, the way `openat2(RESOLVE_IN_ROOT)` does it: an absolute link target means
+//! "under the root", and `..` never climbs above the root. A fixture therefore can never make us
+//! read the host's `/sys`. For the kernel's own trees (`/sys`, `/proc`, `/`), whose links never
+//! leave them, the kernel resolves paths itself: the fast path the CNI takes on every call.
+//!
+//! Nothing here panics on what it reads: missing files, broken symlinks, directories where files are
+//! expected, FIFOs, non-UTF-8 or garbage content all become a [`SysfsError`] that names the path.
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Component, Path, PathBuf};
+use std::str::FromStr;
+
+/// The largest attribute we read whole; sysfs attributes are at most a page.
+const MAX_ATTR_BYTES: u64 = 64 * 1024;
+
+/// The kernel's own limit on symlinks followed while resolving one path (ELOOP).
+const MAX_SYMLINK_HOPS: u32 = 40;
+
+/// Why a sysfs read failed. Every variant names the absolute path that was read.
+#[derive(Debug, thiserror::Error)]
+pub enum SysfsError {
+    /// The OS refused the operation (missing file, broken symlink, permission, EISDIR…).
+    #[error("{}: {error}", path.display())]
+    Io { path: PathBuf, error: io::Error },
+    /// A file was expected, something else (a directory, a FIFO, a device) was found.
+    #[error("{}: not a regular file", path.display())]
+    NotAFile { path: PathBuf },
+    /// The content is not UTF-8, so it cannot be an attribute we understand.
+    #[error("{}: content is not UTF-8", path.display())]
+    NotUtf8 { path: PathBuf },
+    /// The file is larger than any sysfs attribute can be.
+    #[error("{}: larger than {MAX_ATTR_BYTES} bytes", path.display())]
+    TooLarge { path: PathBuf },
+    /// The content does not parse as what the attribute must hold.
+    #[error("{}: cannot parse {content:?} as {expected}", path.display())]
+    Parse {
+        path: PathBuf,
+        content: String,
+        expected: &'static str,
+    },
+    /// More than 40 symlinks while resolving one path (a loop, as ELOOP).
+    #[error("{}: too many levels of symbolic links", path.display())]
+    SymlinkLoop { path: PathBuf },
+    /// A symlink was expected (`driver`, `physfn`, `virtfnN`, `iommu_group`).
+    #[error("{}: not a symbolic link", path.display())]
+    NotASymlink { path: PathBuf },
+    /// A symlink whose target has no usable last component (e.g. `..` or `/`).
+    #[error("{}: symlink target {target:?} names nothing", path.display())]
+    BadLinkTarget { path: PathBuf, target: PathBuf },
+}
+
+impl SysfsError {
+    /// The absolute path the failed operation was about.
+    pub fn path(&self) -> &Path {
+        match self {
+            SysfsError::Io { path, .. }
+            | SysfsError::NotAFile { path }
+            | SysfsError::NotUtf8 { path }
+            | SysfsError::TooLarge { path }
+            | SysfsError::Parse { path, .. }
+            | SysfsError::SymlinkLoop { path }
+            | SysfsError::NotASymlink { path }
+            | SysfsError::BadLinkTarget { path, .. } => path,
+        }
+    }
+
+    /// True when the path (or a symlink on the way to it) does not exist. Callers use this to tell
+    /// "attribute absent" (often normal: no NUMA, unbound driver) from "attribute broken".
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, SysfsError::Io { error, .. } if error.kind() == io::ErrorKind::NotFound)
+    }
+}
+
+/// A sysfs reader rooted at a directory (`/sys` on the host).
+///
+/// Cheap to create and to clone; it holds no open file descriptors.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sysfs {
+    root: PathBuf,
+}
+
+impl Sysfs {
+    /// A reader for the tree under `root` (a fixture, the emulated NIC's tree, or `/sys`).
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Sysfs { root: root.into() }
+    }
+
+    /// The host's sysfs, `/sys`.
+    pub fn host() -> Self {
+        Sysfs::new("/sys")
+    }
+
+    /// The directory every relative path is resolved under.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// `root/rel` without resolving anything, for messages and for handing to other tools.
+    pub fn path(&self, rel: impl AsRef<Path>) -> PathBuf {
+        self.root.join(normalize(rel.as_ref()))
+    }
+
+    /// Whether the root is a kernel-made tree (`/`, `/sys`, `/proc`) whose symlinks are relative
+    /// and stay inside it, so the kernel's own resolution is already confined and we skip ours.
+    fn is_system_root(&self) -> bool {
+        ["/", "/sys", "/proc"]
+            .iter()
+            .any(|r| self.root == Path::new(r))
+    }
+
+    /// Resolves every symlink in `rel`, confined to the root, and returns the physical path
+    /// relative to the root. Fails (with [`SysfsError::is_not_found`]) when any component is missing.
+    pub fn resolve(&self, rel: impl AsRef<Path>) -> Result<PathBuf, SysfsError> {
+        let rel = normalize(rel.as_ref());
+        if self.is_system_root() {
+            let abs = self.root.join(&rel);
+            return std::fs::canonicalize(&abs)
+                .map(|p| {
+                    p.strip_prefix(&self.root)
+                        .map(Path::to_path_buf)
+                        .unwrap_or(p)
+                })
+                .map_err(|error| SysfsError::Io { path: abs, error });
+        }
+        let mut out = PathBuf::new();
+        // Components still to walk, last one first (so pushing a link's target is cheap).
+        let mut pending: Vec<std::ffi::OsString> = rel
+            .components()
+            .rev()
+            .map(|c| c.as_os_str().to_os_string())
+            .collect();
+        let mut hops = 0;
+        while let Some(comp) = pending.pop() {
+            if comp == ".." {
+                out.pop();
+                continue;
+            }
+            out.push(&comp);
+            let abs = self.root.join(&out);
+            let meta = std::fs::symlink_metadata(&abs).map_err(|error| SysfsError::Io {
+                // "Missing" names what the caller asked for; other errors the component at fault.
+                path: if error.kind() == io::ErrorKind::NotFound {
+                    self.root.join(&rel)
+                } else {
+                    abs.clone()
+                },
+                error,
+            })?;
+            if !meta.file_type().is_symlink() {
+                continue;
+            }
+            hops += 1;
+            if hops > MAX_SYMLINK_HOPS {
+                return Err(SysfsError::SymlinkLoop { path: abs });
+            }
+            let target = std::fs::read_link(&abs).map_err(|error| SysfsError::Io {
+                path: abs.clone(),
+                error,
+            })?;
+            out.pop();
+            if target.is_absolute() {
+                out.clear();
+            }
+            for c in target.components().rev() {
+                match c {
+                    Component::Normal(n) => pending.push(n.to_os_string()),
+                    Component::ParentDir => pending.push("..".into()),
+                    Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Whether `rel` exists (following symlinks inside the root).
+    pub fn exists(&self, rel: impl AsRef<Path>) -> bool {
+        self.resolve(rel).is_ok()
+    }
+
+    /// Opens a regular file for reading. FIFOs and devices are refused without blocking.
+    pub fn open(&self, rel: impl AsRef<Path>) -> Result<File, SysfsError> {
+        let rel = rel.as_ref();
+        let abs = if self.is_system_root() {
+            self.path(rel)
+        } else {
+            self.root.join(self.resolve(rel)?)
+        };
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+            .open(&abs)
+            .map_err(|error| SysfsError::Io {
+                path: abs.clone(),
+                error,
+            })?;
+        let meta = file.metadata().map_err(|error| SysfsError::Io {
+            path: abs.clone(),
+            error,
+        })?;
+        if !meta.is_file() {
+            return Err(SysfsError::NotAFile { path: abs });
+        }
+        Ok(file)
+    }
+
+    /// Reads an attribute as UTF-8 with surrounding whitespace (the kernel's trailing `\n`) removed.
+    pub fn read_string(&self, rel: impl AsRef<Path>) -> Result<String, SysfsError> {
+        let rel = rel.as_ref();
+        let file = self.open(rel)?;
+        let mut buf = Vec::new();
+        file.take(MAX_ATTR_BYTES + 1)
+            .read_to_end(&mut buf)
+            .map_err(|error| SysfsError::Io {
+                path: self.path(rel),
+                error,
+            })?;
+        if buf.len() as u64 > MAX_ATTR_BYTES {
+            return Err(SysfsError::TooLarge {
+                path: self.path(rel),
+            });
+        }
+        let s = String::from_utf8(buf).map_err(|_| SysfsError::NotUtf8 {
+            path: self.path(rel),
+        })?;
+        Ok(s.trim().to_string())
+    }
+
+    /// Reads a decimal number (`sriov_totalvfs`, `numa_node`, `net/<if>/type`…).
+    pub fn read_dec<T: FromStr>(&self, rel: impl AsRef<Path>) -> Result<T, SysfsError> {
+        let rel = rel.as_ref();
+        let s = self.read_string(rel)?;
+        s.parse().map_err(|_| SysfsError::Parse {
+            path: self.path(rel),
+            content: s,
+            expected: "a decimal number",
+        })
+    }
+
+    /// Reads a 16-bit hex ID as the kernel prints `vendor` and `device` (`0x8086`; the prefix is
+    /// optional).
+    pub fn read_hex_u16(&self, rel: impl AsRef<Path>) -> Result<u16, SysfsError> {
+        let rel = rel.as_ref();
+        let s = self.read_string(rel)?;
+        let digits = s
+            .strip_prefix("0x")
+            .or_else(|| s.strip_prefix("0X"))
+            .unwrap_or(&s);
+        let ok = !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_hexdigit());
+        match ok.then(|| u16::from_str_radix(digits, 16).ok()).flatten() {
+            Some(v) => Ok(v),
+            None => Err(SysfsError::Parse {
+                path: self.path(rel),
+                content: s,
+                expected: "a 16-bit hex ID like 0x8086",
+            }),
+        }
+    }
+
+    /// The raw target of the symlink `rel` (not followed), as `readlink(2)` gives it.
+    pub fn read_link(&self, rel: impl AsRef<Path>) -> Result<PathBuf, SysfsError> {
+        let rel = normalize(rel.as_ref());
+        let abs = match (rel.parent(), rel.file_name()) {
+            (Some(parent), Some(name)) if !self.is_system_root() => {
+                self.root.join(self.resolve(parent)?).join(name)
+            }
+            _ => self.root.join(&rel),
+        };
+        std::fs::read_link(&abs).map_err(|error| {
+            if error.kind() == io::ErrorKind::InvalidInput {
+                SysfsError::NotASymlink { path: abs }
+            } else {
+                SysfsError::Io { path: abs, error }
+            }
+        })
+    }
+
+    /// The last component of the symlink's target: the driver name for `driver`, the group number
+    /// for `iommu_group`, the PCI address for `virtfnN`/`physfn`. Works on broken links too.
+    pub fn link_name(&self, rel: impl AsRef<Path>) -> Result<String, SysfsError> {
+        let rel = rel.as_ref();
+        let target = self.read_link(rel)?;
+        match target.file_name() {
+            Some(n) => n.to_str().map(str::to_string).ok_or(SysfsError::NotUtf8 {
+                path: self.path(rel),
+            }),
+            None => Err(SysfsError::BadLinkTarget {
+                path: self.path(rel),
+                target,
+            }),
+        }
+    }
+
+    /// Where the symlink `rel` points, as a path relative to the root: a relative target is taken
+    /// from the link's (physical) directory, an absolute one from the root. The target itself is not
+    /// required to exist, so a broken `virtfnN` still tells which VF it meant.
+    pub fn link_target(&self, rel: impl AsRef<Path>) -> Result<PathBuf, SysfsError> {
+        let rel = normalize(rel.as_ref());
+        let parent = match rel.parent() {
+            Some(p) => self.resolve(p)?,
+            None => PathBuf::new(),
+        };
+        let target = self.read_link(&rel)?;
+        let joined = if target.is_absolute() {
+            target.clone()
+        } else {
+            parent.join(&target)
+        };
+        let out = normalize(&joined);
+        if out.file_name().is_none() {
+            return Err(SysfsError::BadLinkTarget {
+                path: self.path(&rel),
+                target,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The names in a directory, sorted. Names that are not UTF-8 are returned lossily (they then
+    /// fail to parse or to open, and callers report them).
+    pub fn list_dir(&self, rel: impl AsRef<Path>) -> Result<Vec<String>, SysfsError> {
+        let rel = rel.as_ref();
+        let abs = if self.is_system_root() {
+            self.path(rel)
+        } else {
+            self.root.join(self.resolve(rel)?)
+        };
+        let io_err = |error| SysfsError::Io {
+            path: abs.clone(),
+            error,
+        };
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(&abs).map_err(io_err)? {
+            let entry = entry.map_err(io_err)?;
+            names.push(entry.file_name().to_string_lossy().into_owned());
+        }
+        names.sort();
+        Ok(names)
+    }
+}
+
+/// Lexically normalizes a path to a root-relative one: drops `/` and `.`, applies `..` without
+/// climbing above the root.
+fn normalize(p: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::Normal(n) => out.push(n),
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+    use std::os::unix::fs::symlink;
+
+    fn tree() -> (tempfile::TempDir, Sysfs) {
+        let dir = tempfile::tempdir().unwrap();
+        let sys = Sysfs::new(dir.path());
+        (dir, sys)
+    }
+
+    #[test]
+    fn reads_trimmed_strings_and_numbers() {
+        let (dir, sys) = tree();
+        fs::write(dir.path().join("n"), "64\n").unwrap();
+        fs::write(dir.path().join("neg"), "-1\n").unwrap();
+        fs::write(dir.path().join("vendor"), "0x8086\n").unwrap();
+        fs::write(dir.path().join("bare"), "15b3").unwrap();
+        assert_eq!(sys.read_string("n").unwrap(), "64");
+        assert_eq!(sys.read_dec::<u32>("n").unwrap(), 64);
+        assert_eq!(sys.read_dec::<i32>("neg").unwrap(), -1);
+        assert_eq!(sys.read_hex_u16("vendor").unwrap(), 0x8086);
+        assert_eq!(sys.read_hex_u16("bare").unwrap(), 0x15b3);
+    }
+
+    #[test]
+    fn garbage_is_an_error_naming_the_path() {
+        let (dir, sys) = tree();
+        fs::write(dir.path().join("g"), "lots\n").unwrap();
+        fs::write(dir.path().join("h"), "0x18086\n").unwrap();
+        fs::write(dir.path().join("x"), "0x\n").unwrap();
+        fs::write(dir.path().join("bin"), [0xff, 0xfe, 0x00]).unwrap();
+        fs::create_dir(dir.path().join("d")).unwrap();
+        let e = sys.read_dec::<u32>("g").unwrap_err();
+        assert!(matches!(e, SysfsError::Parse { .. }), "{e}");
+        assert_eq!(e.path(), dir.path().join("g"));
+        assert!(e.to_string().contains("\"lots\""), "{e}");
+        assert!(sys.read_hex_u16("h").is_err());
+        assert!(sys.read_hex_u16("x").is_err());
+        assert!(matches!(
+            sys.read_string("bin").unwrap_err(),
+            SysfsError::NotUtf8 { .. }
+        ));
+        assert!(matches!(
+            sys.read_string("d").unwrap_err(),
+            SysfsError::NotAFile { .. }
+        ));
+        let missing = sys.read_string("nope").unwrap_err();
+        assert!(missing.is_not_found());
+        assert_eq!(missing.path(), dir.path().join("nope"));
+    }
+
+    #[test]
+    fn fifo_is_refused_without_blocking() {
+        let (dir, sys) = tree();
+        let p = std::ffi::CString::new(dir.path().join("fifo").to_str().unwrap()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(p.as_ptr(), 0o600) }, 0);
+        assert!(matches!(
+            sys.read_string("fifo").unwrap_err(),
+            SysfsError::NotAFile { .. }
+        ));
+    }
+
+    #[test]
+    fn relative_links_resolve_from_the_links_physical_directory() {
+        let (dir, sys) = tree();
+        let d = dir.path();
+        fs::create_dir_all(d.join("devices/pci0000:00/0000:01:00.0")).unwrap();
+        fs::create_dir_all(d.join("devices/pci0000:00/0000:01:10.0")).unwrap();
+        fs::create_dir_all(d.join("bus/pci/devices")).unwrap();
+        fs::write(d.join("devices/pci0000:00/0000:01:10.0/vendor"), "0x8086\n").unwrap();
+        symlink(
+            "../../../devices/pci0000:00/0000:01:00.0",
+            d.join("bus/pci/devices/0000:01:00.0"),
+        )
+        .unwrap();
+        symlink(
+            "../0000:01:10.0",
+            d.join("devices/pci0000:00/0000:01:00.0/virtfn0"),
+        )
+        .unwrap();
+        // Through the bus symlink, `..` must be taken physically (devices/pci0000:00), not lexically.
+        assert_eq!(
+            sys.link_target("bus/pci/devices/0000:01:00.0/virtfn0")
+                .unwrap(),
+            Path::new("devices/pci0000:00/0000:01:10.0")
+        );
+        assert_eq!(
+            sys.read_hex_u16("bus/pci/devices/0000:01:00.0/virtfn0/vendor")
+                .unwrap(),
+            0x8086
+        );
+        assert_eq!(
+            sys.link_name("bus/pci/devices/0000:01:00.0/virtfn0")
+                .unwrap(),
+            "0000:01:10.0"
+        );
+        assert_eq!(
+            sys.resolve("bus/pci/devices/0000:01:00.0").unwrap(),
+            Path::new("devices/pci0000:00/0000:01:00.0")
+        );
+    }
+
+    #[test]
+    fn absolute_and_escaping_links_stay_under_the_root() {
+        let (dir, sys) = tree();
+        let d = dir.path();
+        fs::create_dir_all(d.join("kernel/iommu_groups/7")).unwrap();
+        fs::write(d.join("kernel/iommu_groups/7/type"), "DMA\n").unwrap();
+        // An absolute target means "under the root", never the host's file.
+        symlink("/kernel/iommu_groups/7", d.join("grp")).unwrap();
+        assert_eq!(sys.read_string("grp/type").unwrap(), "DMA");
+        symlink("/etc/hostname", d.join("host")).unwrap();
+        let e = sys.read_string("host").unwrap_err();
+        assert!(e.is_not_found(), "{e}");
+        assert!(e.path().starts_with(d), "{e}");
+        // `..` above the root stays at the root.
+        symlink("../../../../../../etc/passwd", d.join("up")).unwrap();
+        assert!(sys.read_string("up").unwrap_err().is_not_found());
+        assert_eq!(sys.link_target("up").unwrap(), Path::new("etc/passwd"));
+        assert_eq!(
+            sys.read_string("../../kernel/iommu_groups/7/type").unwrap(),
+            "DMA"
+        );
+    }
+
+    #[test]
+    fn broken_and_looping_links_are_errors() {
+        let (dir, sys) = tree();
+        let d = dir.path();
+        symlink("missing", d.join("broken")).unwrap();
+        symlink("loop2", d.join("loop1")).unwrap();
+        symlink("loop1", d.join("loop2")).unwrap();
+        fs::write(d.join("plain"), "x").unwrap();
+        assert!(sys.read_string("broken").unwrap_err().is_not_found());
+        // A broken link still names its target.
+        assert_eq!(sys.link_name("broken").unwrap(), "missing");
+        assert!(matches!(
+            sys.read_string("loop1").unwrap_err(),
+            SysfsError::SymlinkLoop { .. }
+        ));
+        assert!(matches!(
+            sys.read_link("plain").unwrap_err(),
+            SysfsError::NotASymlink { .. }
+        ));
+        symlink("..", d.join("dots")).unwrap();
+        assert!(matches!(
+            sys.link_name("dots").unwrap_err(),
+            SysfsError::BadLinkTarget { .. }
+        ));
+    }
+
+    #[test]
+    fn lists_directories_sorted() {
+        let (dir, sys) = tree();
+        for n in ["virtfn10", "virtfn2", "a"] {
+            fs::write(dir.path().join(n), "").unwrap();
+        }
+        assert_eq!(sys.list_dir("").unwrap(), ["a", "virtfn10", "virtfn2"]);
+        assert!(sys.list_dir("nope").unwrap_err().is_not_found());
+    }
+
+    #[test]
+    fn kernel_roots_read_through_the_kernel() {
+        assert_eq!(Sysfs::host().root(), Path::new("/sys"));
+        if !Path::new("/proc/self/stat").exists() {
+            eprintln!("SKIP: no /proc");
+            return;
+        }
+        let proc_ = Sysfs::new("/proc");
+        assert!(!proc_.read_string("self/stat").unwrap().is_empty());
+        let pid = proc_.resolve("self").unwrap();
+        assert_eq!(pid, Path::new(&std::process::id().to_string()));
+        assert!(
+            proc_
+                .read_string("self/nonexistent")
+                .unwrap_err()
+                .is_not_found()
+        );
+    }
+}
