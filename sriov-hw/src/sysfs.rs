@@ -11,17 +11,33 @@
 //! Nothing here panics on what it reads: missing files, broken symlinks, directories where files are
 //! expected, FIFOs, non-UTF-8 or garbage content all become a [`SysfsError`] that names the path.
 
+use std::ffi::{CString, OsStr};
 use std::fs::File;
 use std::io::{self, Read};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Component, Path, PathBuf};
 use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// The largest attribute we read whole; sysfs attributes are at most a page.
 const MAX_ATTR_BYTES: u64 = 64 * 1024;
 
 /// The kernel's own limit on symlinks followed while resolving one path (ELOOP).
 const MAX_SYMLINK_HOPS: u32 = 40;
+
+/// Set once openat2 turned out to be unavailable (kernel < 5.6, or a seccomp filter refusing it),
+/// so later calls go straight to the userspace walk.
+static NO_OPENAT2: AtomicBool = AtomicBool::new(false);
+
+/// `struct open_how` of linux/openat2.h (libc's is `non_exhaustive`, so not constructible).
+#[repr(C)]
+struct OpenHow {
+    flags: u64,
+    mode: u64,
+    resolve: u64,
+}
 
 /// Why a sysfs read failed. Every variant names the absolute path that was read.
 #[derive(Debug, thiserror::Error)]
@@ -84,12 +100,17 @@ impl SysfsError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sysfs {
     root: PathBuf,
+    /// Never use openat2 (tests of the userspace walk that old kernels get).
+    walk_only: bool,
 }
 
 impl Sysfs {
     /// A reader for the tree under `root` (a fixture, the emulated NIC's tree, or `/sys`).
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        Sysfs { root: root.into() }
+        Sysfs {
+            root: root.into(),
+            walk_only: false,
+        }
     }
 
     /// The host's sysfs, `/sys`.
@@ -184,22 +205,104 @@ impl Sysfs {
         self.resolve(rel).is_ok()
     }
 
+    /// Opens `rel` with the kernel confining resolution to the root (`openat2` with
+    /// `RESOLVE_IN_ROOT`, Linux 5.6+): one syscall instead of one `lstat` per component. `None`
+    /// when openat2 is unavailable; the caller then walks the path itself.
+    fn open_in_root(&self, rel: &Path, flags: libc::c_int) -> Option<io::Result<OwnedFd>> {
+        if self.walk_only || NO_OPENAT2.load(Ordering::Relaxed) {
+            return None;
+        }
+        let cstr = |p: &OsStr| {
+            CString::new(p.as_bytes()).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))
+        };
+        let (root, rel) = match (
+            cstr(self.root.as_os_str()),
+            cstr(normalize(rel).as_os_str()),
+        ) {
+            (Ok(root), Ok(rel)) if rel.is_empty() => (root, c".".to_owned()),
+            (Ok(root), Ok(rel)) => (root, rel),
+            (Err(e), _) | (_, Err(e)) => return Some(Err(e)),
+        };
+        // SAFETY: a valid NUL-terminated path; the fd is owned right after.
+        let dirfd = unsafe {
+            libc::open(
+                root.as_ptr(),
+                libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+            )
+        };
+        if dirfd < 0 {
+            return Some(Err(io::Error::last_os_error()));
+        }
+        // SAFETY: `dirfd` is a fresh descriptor nobody else owns.
+        let dirfd = unsafe { OwnedFd::from_raw_fd(dirfd) };
+        let how = OpenHow {
+            flags: (flags | libc::O_CLOEXEC) as u64,
+            mode: 0,
+            resolve: libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS,
+        };
+        // SAFETY: openat2(dirfd, path, &how, sizeof how) with live, correctly sized arguments.
+        let fd = unsafe {
+            libc::syscall(
+                libc::SYS_openat2,
+                dirfd.as_raw_fd(),
+                rel.as_ptr(),
+                &how as *const OpenHow,
+                std::mem::size_of::<OpenHow>(),
+            )
+        };
+        if fd < 0 {
+            let e = io::Error::last_os_error();
+            // ENOSYS: old kernel; EPERM: seccomp; E2BIG/EAGAIN: cannot do it now — walk instead.
+            return match e.raw_os_error() {
+                Some(libc::ENOSYS | libc::EPERM | libc::E2BIG) => {
+                    NO_OPENAT2.store(true, Ordering::Relaxed);
+                    None
+                }
+                Some(libc::EAGAIN) => None,
+                _ => Some(Err(e)),
+            };
+        }
+        // SAFETY: a fresh descriptor returned by the kernel, owned from here on.
+        Some(Ok(unsafe { OwnedFd::from_raw_fd(fd as libc::c_int) }))
+    }
+
+    /// An I/O error about `rel`, with ELOOP reported as [`SysfsError::SymlinkLoop`].
+    fn io_error(&self, rel: &Path, error: io::Error) -> SysfsError {
+        let path = self.path(rel);
+        if error.raw_os_error() == Some(libc::ELOOP) {
+            SysfsError::SymlinkLoop { path }
+        } else {
+            SysfsError::Io { path, error }
+        }
+    }
+
     /// Opens a regular file for reading. FIFOs and devices are refused without blocking.
     pub fn open(&self, rel: impl AsRef<Path>) -> Result<File, SysfsError> {
         let rel = rel.as_ref();
-        let abs = if self.is_system_root() {
-            self.path(rel)
-        } else {
-            self.root.join(self.resolve(rel)?)
+        let flags = libc::O_RDONLY | libc::O_NONBLOCK;
+        let (file, abs) = match (!self.is_system_root())
+            .then(|| self.open_in_root(rel, flags))
+            .flatten()
+        {
+            Some(Ok(fd)) => (File::from(fd), self.path(rel)),
+            Some(Err(error)) => return Err(self.io_error(rel, error)),
+            None => {
+                let abs = if self.is_system_root() {
+                    self.path(rel)
+                } else {
+                    self.root.join(self.resolve(rel)?)
+                };
+                let file = std::fs::OpenOptions::new()
+                    .read(true)
+                    .custom_flags(flags | libc::O_CLOEXEC)
+                    .open(&abs)
+                    .map_err(|error| SysfsError::Io {
+                        path: abs.clone(),
+                        error,
+                    })?;
+                (file, abs)
+            }
         };
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
-            .open(&abs)
-            .map_err(|error| SysfsError::Io {
-                path: abs.clone(),
-                error,
-            })?;
         let meta = file.metadata().map_err(|error| SysfsError::Io {
             path: abs.clone(),
             error,
@@ -266,19 +369,30 @@ impl Sysfs {
     /// The raw target of the symlink `rel` (not followed), as `readlink(2)` gives it.
     pub fn read_link(&self, rel: impl AsRef<Path>) -> Result<PathBuf, SysfsError> {
         let rel = normalize(rel.as_ref());
-        let abs = match (rel.parent(), rel.file_name()) {
-            (Some(parent), Some(name)) if !self.is_system_root() => {
-                self.root.join(self.resolve(parent)?).join(name)
-            }
-            _ => self.root.join(&rel),
-        };
-        std::fs::read_link(&abs).map_err(|error| {
+        let not_a_link = |path: PathBuf, error: io::Error| {
             if error.kind() == io::ErrorKind::InvalidInput {
-                SysfsError::NotASymlink { path: abs }
+                SysfsError::NotASymlink { path }
             } else {
-                SysfsError::Io { path: abs, error }
+                SysfsError::Io { path, error }
             }
-        })
+        };
+        let (Some(parent), Some(name)) = (rel.parent(), rel.file_name()) else {
+            let abs = self.root.join(&rel);
+            return std::fs::read_link(&abs).map_err(|e| not_a_link(abs, e));
+        };
+        if self.is_system_root() {
+            let abs = self.root.join(&rel);
+            return std::fs::read_link(&abs).map_err(|e| not_a_link(abs, e));
+        }
+        let dir_flags = libc::O_PATH | libc::O_DIRECTORY;
+        match self.open_in_root(parent, dir_flags) {
+            Some(Ok(dir)) => readlinkat(&dir, name).map_err(|e| not_a_link(self.path(&rel), e)),
+            Some(Err(error)) => Err(self.io_error(&rel, error)),
+            None => {
+                let abs = self.root.join(self.resolve(parent)?).join(name);
+                std::fs::read_link(&abs).map_err(|e| not_a_link(abs, e))
+            }
+        }
     }
 
     /// The last component of the symlink's target: the driver name for `driver`, the group number
@@ -345,6 +459,27 @@ impl Sysfs {
     }
 }
 
+/// `readlinkat(dir, name)`.
+fn readlinkat(dir: &OwnedFd, name: &OsStr) -> io::Result<PathBuf> {
+    let name = CString::new(name.as_bytes())
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    let mut buf = vec![0u8; libc::PATH_MAX as usize];
+    // SAFETY: `buf` is writable for its length; `name` is NUL-terminated; `dir` is open.
+    let n = unsafe {
+        libc::readlinkat(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    buf.truncate(n as usize);
+    Ok(PathBuf::from(std::ffi::OsString::from_vec(buf)))
+}
+
 /// Lexically normalizes a path to a root-relative one: drops `/` and `.`, applies `..` without
 /// climbing above the root.
 fn normalize(p: &Path) -> PathBuf {
@@ -373,156 +508,172 @@ mod tests {
         (dir, sys)
     }
 
+    /// Runs `f` with the openat2 reader and with the userspace walk old kernels get.
+    fn both(f: impl Fn(&Path, &Sysfs)) {
+        let (dir, sys) = tree();
+        f(dir.path(), &sys);
+        let (dir, sys) = tree();
+        let walk = Sysfs {
+            walk_only: true,
+            ..sys
+        };
+        f(dir.path(), &walk);
+    }
+
     #[test]
     fn reads_trimmed_strings_and_numbers() {
-        let (dir, sys) = tree();
-        fs::write(dir.path().join("n"), "64\n").unwrap();
-        fs::write(dir.path().join("neg"), "-1\n").unwrap();
-        fs::write(dir.path().join("vendor"), "0x8086\n").unwrap();
-        fs::write(dir.path().join("bare"), "15b3").unwrap();
-        assert_eq!(sys.read_string("n").unwrap(), "64");
-        assert_eq!(sys.read_dec::<u32>("n").unwrap(), 64);
-        assert_eq!(sys.read_dec::<i32>("neg").unwrap(), -1);
-        assert_eq!(sys.read_hex_u16("vendor").unwrap(), 0x8086);
-        assert_eq!(sys.read_hex_u16("bare").unwrap(), 0x15b3);
+        both(|d, sys| {
+            fs::write(d.join("n"), "64\n").unwrap();
+            fs::write(d.join("neg"), "-1\n").unwrap();
+            fs::write(d.join("vendor"), "0x8086\n").unwrap();
+            fs::write(d.join("bare"), "15b3").unwrap();
+            assert_eq!(sys.read_string("n").unwrap(), "64");
+            assert_eq!(sys.read_dec::<u32>("n").unwrap(), 64);
+            assert_eq!(sys.read_dec::<i32>("neg").unwrap(), -1);
+            assert_eq!(sys.read_hex_u16("vendor").unwrap(), 0x8086);
+            assert_eq!(sys.read_hex_u16("bare").unwrap(), 0x15b3);
+        });
     }
 
     #[test]
     fn garbage_is_an_error_naming_the_path() {
-        let (dir, sys) = tree();
-        fs::write(dir.path().join("g"), "lots\n").unwrap();
-        fs::write(dir.path().join("h"), "0x18086\n").unwrap();
-        fs::write(dir.path().join("x"), "0x\n").unwrap();
-        fs::write(dir.path().join("bin"), [0xff, 0xfe, 0x00]).unwrap();
-        fs::create_dir(dir.path().join("d")).unwrap();
-        let e = sys.read_dec::<u32>("g").unwrap_err();
-        assert!(matches!(e, SysfsError::Parse { .. }), "{e}");
-        assert_eq!(e.path(), dir.path().join("g"));
-        assert!(e.to_string().contains("\"lots\""), "{e}");
-        assert!(sys.read_hex_u16("h").is_err());
-        assert!(sys.read_hex_u16("x").is_err());
-        assert!(matches!(
-            sys.read_string("bin").unwrap_err(),
-            SysfsError::NotUtf8 { .. }
-        ));
-        assert!(matches!(
-            sys.read_string("d").unwrap_err(),
-            SysfsError::NotAFile { .. }
-        ));
-        let missing = sys.read_string("nope").unwrap_err();
-        assert!(missing.is_not_found());
-        assert_eq!(missing.path(), dir.path().join("nope"));
+        both(|d, sys| {
+            fs::write(d.join("g"), "lots\n").unwrap();
+            fs::write(d.join("h"), "0x18086\n").unwrap();
+            fs::write(d.join("x"), "0x\n").unwrap();
+            fs::write(d.join("bin"), [0xff, 0xfe, 0x00]).unwrap();
+            fs::create_dir(d.join("d")).unwrap();
+            let e = sys.read_dec::<u32>("g").unwrap_err();
+            assert!(matches!(e, SysfsError::Parse { .. }), "{e}");
+            assert_eq!(e.path(), d.join("g"));
+            assert!(e.to_string().contains("\"lots\""), "{e}");
+            assert!(sys.read_hex_u16("h").is_err());
+            assert!(sys.read_hex_u16("x").is_err());
+            assert!(matches!(
+                sys.read_string("bin").unwrap_err(),
+                SysfsError::NotUtf8 { .. }
+            ));
+            assert!(matches!(
+                sys.read_string("d").unwrap_err(),
+                SysfsError::NotAFile { .. }
+            ));
+            let missing = sys.read_string("nope").unwrap_err();
+            assert!(missing.is_not_found());
+            assert_eq!(missing.path(), d.join("nope"));
+        });
     }
 
     #[test]
     fn fifo_is_refused_without_blocking() {
-        let (dir, sys) = tree();
-        let p = std::ffi::CString::new(dir.path().join("fifo").to_str().unwrap()).unwrap();
-        // SAFETY: a valid NUL-terminated path.
-        assert_eq!(unsafe { libc::mkfifo(p.as_ptr(), 0o600) }, 0);
-        assert!(matches!(
-            sys.read_string("fifo").unwrap_err(),
-            SysfsError::NotAFile { .. }
-        ));
+        both(|d, sys| {
+            let p = std::ffi::CString::new(d.join("fifo").to_str().unwrap()).unwrap();
+            // SAFETY: a valid NUL-terminated path.
+            assert_eq!(unsafe { libc::mkfifo(p.as_ptr(), 0o600) }, 0);
+            assert!(matches!(
+                sys.read_string("fifo").unwrap_err(),
+                SysfsError::NotAFile { .. }
+            ));
+        });
     }
 
     #[test]
     fn relative_links_resolve_from_the_links_physical_directory() {
-        let (dir, sys) = tree();
-        let d = dir.path();
-        fs::create_dir_all(d.join("devices/pci0000:00/0000:01:00.0")).unwrap();
-        fs::create_dir_all(d.join("devices/pci0000:00/0000:01:10.0")).unwrap();
-        fs::create_dir_all(d.join("bus/pci/devices")).unwrap();
-        fs::write(d.join("devices/pci0000:00/0000:01:10.0/vendor"), "0x8086\n").unwrap();
-        symlink(
-            "../../../devices/pci0000:00/0000:01:00.0",
-            d.join("bus/pci/devices/0000:01:00.0"),
-        )
-        .unwrap();
-        symlink(
-            "../0000:01:10.0",
-            d.join("devices/pci0000:00/0000:01:00.0/virtfn0"),
-        )
-        .unwrap();
-        // Through the bus symlink, `..` must be taken physically (devices/pci0000:00), not lexically.
-        assert_eq!(
-            sys.link_target("bus/pci/devices/0000:01:00.0/virtfn0")
-                .unwrap(),
-            Path::new("devices/pci0000:00/0000:01:10.0")
-        );
-        assert_eq!(
-            sys.read_hex_u16("bus/pci/devices/0000:01:00.0/virtfn0/vendor")
-                .unwrap(),
-            0x8086
-        );
-        assert_eq!(
-            sys.link_name("bus/pci/devices/0000:01:00.0/virtfn0")
-                .unwrap(),
-            "0000:01:10.0"
-        );
-        assert_eq!(
-            sys.resolve("bus/pci/devices/0000:01:00.0").unwrap(),
-            Path::new("devices/pci0000:00/0000:01:00.0")
-        );
+        both(|d, sys| {
+            fs::create_dir_all(d.join("devices/pci0000:00/0000:01:00.0")).unwrap();
+            fs::create_dir_all(d.join("devices/pci0000:00/0000:01:10.0")).unwrap();
+            fs::create_dir_all(d.join("bus/pci/devices")).unwrap();
+            fs::write(d.join("devices/pci0000:00/0000:01:10.0/vendor"), "0x8086\n").unwrap();
+            symlink(
+                "../../../devices/pci0000:00/0000:01:00.0",
+                d.join("bus/pci/devices/0000:01:00.0"),
+            )
+            .unwrap();
+            symlink(
+                "../0000:01:10.0",
+                d.join("devices/pci0000:00/0000:01:00.0/virtfn0"),
+            )
+            .unwrap();
+            // Through the bus symlink, `..` must be taken physically (devices/pci0000:00), not lexically.
+            assert_eq!(
+                sys.link_target("bus/pci/devices/0000:01:00.0/virtfn0")
+                    .unwrap(),
+                Path::new("devices/pci0000:00/0000:01:10.0")
+            );
+            assert_eq!(
+                sys.read_hex_u16("bus/pci/devices/0000:01:00.0/virtfn0/vendor")
+                    .unwrap(),
+                0x8086
+            );
+            assert_eq!(
+                sys.link_name("bus/pci/devices/0000:01:00.0/virtfn0")
+                    .unwrap(),
+                "0000:01:10.0"
+            );
+            assert_eq!(
+                sys.resolve("bus/pci/devices/0000:01:00.0").unwrap(),
+                Path::new("devices/pci0000:00/0000:01:00.0")
+            );
+        });
     }
 
     #[test]
     fn absolute_and_escaping_links_stay_under_the_root() {
-        let (dir, sys) = tree();
-        let d = dir.path();
-        fs::create_dir_all(d.join("kernel/iommu_groups/7")).unwrap();
-        fs::write(d.join("kernel/iommu_groups/7/type"), "DMA\n").unwrap();
-        // An absolute target means "under the root", never the host's file.
-        symlink("/kernel/iommu_groups/7", d.join("grp")).unwrap();
-        assert_eq!(sys.read_string("grp/type").unwrap(), "DMA");
-        symlink("/etc/hostname", d.join("host")).unwrap();
-        let e = sys.read_string("host").unwrap_err();
-        assert!(e.is_not_found(), "{e}");
-        assert!(e.path().starts_with(d), "{e}");
-        // `..` above the root stays at the root.
-        symlink("../../../../../../etc/passwd", d.join("up")).unwrap();
-        assert!(sys.read_string("up").unwrap_err().is_not_found());
-        assert_eq!(sys.link_target("up").unwrap(), Path::new("etc/passwd"));
-        assert_eq!(
-            sys.read_string("../../kernel/iommu_groups/7/type").unwrap(),
-            "DMA"
-        );
+        both(|d, sys| {
+            fs::create_dir_all(d.join("kernel/iommu_groups/7")).unwrap();
+            fs::write(d.join("kernel/iommu_groups/7/type"), "DMA\n").unwrap();
+            // An absolute target means "under the root", never the host's file.
+            symlink("/kernel/iommu_groups/7", d.join("grp")).unwrap();
+            assert_eq!(sys.read_string("grp/type").unwrap(), "DMA");
+            symlink("/etc/hostname", d.join("host")).unwrap();
+            let e = sys.read_string("host").unwrap_err();
+            assert!(e.is_not_found(), "{e}");
+            assert!(e.path().starts_with(d), "{e}");
+            // `..` above the root stays at the root.
+            symlink("../../../../../../etc/passwd", d.join("up")).unwrap();
+            assert!(sys.read_string("up").unwrap_err().is_not_found());
+            assert_eq!(sys.link_target("up").unwrap(), Path::new("etc/passwd"));
+            assert_eq!(
+                sys.read_string("../../kernel/iommu_groups/7/type").unwrap(),
+                "DMA"
+            );
+        });
     }
 
     #[test]
     fn broken_and_looping_links_are_errors() {
-        let (dir, sys) = tree();
-        let d = dir.path();
-        symlink("missing", d.join("broken")).unwrap();
-        symlink("loop2", d.join("loop1")).unwrap();
-        symlink("loop1", d.join("loop2")).unwrap();
-        fs::write(d.join("plain"), "x").unwrap();
-        assert!(sys.read_string("broken").unwrap_err().is_not_found());
-        // A broken link still names its target.
-        assert_eq!(sys.link_name("broken").unwrap(), "missing");
-        assert!(matches!(
-            sys.read_string("loop1").unwrap_err(),
-            SysfsError::SymlinkLoop { .. }
-        ));
-        assert!(matches!(
-            sys.read_link("plain").unwrap_err(),
-            SysfsError::NotASymlink { .. }
-        ));
-        symlink("..", d.join("dots")).unwrap();
-        assert!(matches!(
-            sys.link_name("dots").unwrap_err(),
-            SysfsError::BadLinkTarget { .. }
-        ));
+        both(|d, sys| {
+            symlink("missing", d.join("broken")).unwrap();
+            symlink("loop2", d.join("loop1")).unwrap();
+            symlink("loop1", d.join("loop2")).unwrap();
+            fs::write(d.join("plain"), "x").unwrap();
+            assert!(sys.read_string("broken").unwrap_err().is_not_found());
+            // A broken link still names its target.
+            assert_eq!(sys.link_name("broken").unwrap(), "missing");
+            assert!(matches!(
+                sys.read_string("loop1").unwrap_err(),
+                SysfsError::SymlinkLoop { .. }
+            ));
+            assert!(matches!(
+                sys.read_link("plain").unwrap_err(),
+                SysfsError::NotASymlink { .. }
+            ));
+            symlink("..", d.join("dots")).unwrap();
+            assert!(matches!(
+                sys.link_name("dots").unwrap_err(),
+                SysfsError::BadLinkTarget { .. }
+            ));
+        });
     }
 
     #[test]
     fn lists_directories_sorted() {
-        let (dir, sys) = tree();
-        for n in ["virtfn10", "virtfn2", "a"] {
-            fs::write(dir.path().join(n), "").unwrap();
-        }
-        assert_eq!(sys.list_dir("").unwrap(), ["a", "virtfn10", "virtfn2"]);
-        assert!(sys.list_dir("nope").unwrap_err().is_not_found());
+        both(|d, sys| {
+            for n in ["virtfn10", "virtfn2", "a"] {
+                fs::write(d.join(n), "").unwrap();
+            }
+            assert_eq!(sys.list_dir("").unwrap(), ["a", "virtfn10", "virtfn2"]);
+            assert!(sys.list_dir("nope").unwrap_err().is_not_found());
+        });
     }
 
     #[test]
