@@ -1,13 +1,697 @@
-//! placeholder (H1)
-use std::path::{Path, PathBuf};
-/// placeholder
-pub struct Sysfs {
-    pub root: PathBuf,
+//! A rooted, read-only view of sysfs (or of any kernel-style attribute tree, such as `/proc`).
+//!
+//! Every reader in this crate takes a [`Sysfs`] instead of hard-coding `/sys`, so discovery runs on
+//! the host, on fixture trees written by tests, and on the emulated NIC's synthetic tree. Paths given
+//! to the methods are relative to the root. When the root is not `/`, symlinks are resolved by us,
+//! inside the root, the way `openat2(RESOLVE_IN_ROOT)` does it: an absolute link target means
+//! "under the root", and `..` never climbs above the root. A fixture therefore can never make us
+//! read the host's `/sys`. For the kernel's own trees (`/sys`, `/proc`, `/`), whose links never
+//! leave them, the kernel resolves paths itself: the fast path the CNI takes on every call.
+//!
+//! Nothing here panics on what it reads: missing files, broken symlinks, directories where files are
+//! expected, FIFOs, non-UTF-8 or garbage content all become a [`SysfsError`] that names the path.
+
+use std::ffi::{CString, OsStr};
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Component, Path, PathBuf};
+use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// The largest attribute we read whole; sysfs attributes are at most a page.
+const MAX_ATTR_BYTES: u64 = 64 * 1024;
+
+/// The kernel's own limit on symlinks followed while resolving one path (ELOOP).
+const MAX_SYMLINK_HOPS: u32 = 40;
+
+/// Set once openat2 turned out to be unavailable (kernel < 5.6, or a seccomp filter refusing it),
+/// so later calls go straight to the userspace walk.
+static NO_OPENAT2: AtomicBool = AtomicBool::new(false);
+
+/// `struct open_how` of linux/openat2.h (libc's is `non_exhaustive`, so not constructible).
+#[repr(C)]
+struct OpenHow {
+    flags: u64,
+    mode: u64,
+    resolve: u64,
 }
-impl Sysfs {
-    pub fn new(root: &Path) -> Self {
-        Sysfs {
-            root: root.to_path_buf(),
+
+/// Why a sysfs read failed. Every variant names the absolute path that was read.
+#[derive(Debug, thiserror::Error)]
+pub enum SysfsError {
+    /// The OS refused the operation (missing file, broken symlink, permission, EISDIR…).
+    #[error("{}: {error}", path.display())]
+    Io { path: PathBuf, error: io::Error },
+    /// A file was expected, something else (a directory, a FIFO, a device) was found.
+    #[error("{}: not a regular file", path.display())]
+    NotAFile { path: PathBuf },
+    /// The content is not UTF-8, so it cannot be an attribute we understand.
+    #[error("{}: content is not UTF-8", path.display())]
+    NotUtf8 { path: PathBuf },
+    /// The file is larger than any sysfs attribute can be.
+    #[error("{}: larger than {MAX_ATTR_BYTES} bytes", path.display())]
+    TooLarge { path: PathBuf },
+    /// The content does not parse as what the attribute must hold.
+    #[error("{}: cannot parse {content:?} as {expected}", path.display())]
+    Parse {
+        path: PathBuf,
+        content: String,
+        expected: &'static str,
+    },
+    /// More than 40 symlinks while resolving one path (a loop, as ELOOP).
+    #[error("{}: too many levels of symbolic links", path.display())]
+    SymlinkLoop { path: PathBuf },
+    /// A symlink was expected (`driver`, `physfn`, `virtfnN`, `iommu_group`).
+    #[error("{}: not a symbolic link", path.display())]
+    NotASymlink { path: PathBuf },
+    /// A symlink whose target has no usable last component (e.g. `..` or `/`).
+    #[error("{}: symlink target {target:?} names nothing", path.display())]
+    BadLinkTarget { path: PathBuf, target: PathBuf },
+}
+
+impl SysfsError {
+    /// The absolute path the failed operation was about.
+    pub fn path(&self) -> &Path {
+        match self {
+            SysfsError::Io { path, .. }
+            | SysfsError::NotAFile { path }
+            | SysfsError::NotUtf8 { path }
+            | SysfsError::TooLarge { path }
+            | SysfsError::Parse { path, .. }
+            | SysfsError::SymlinkLoop { path }
+            | SysfsError::NotASymlink { path }
+            | SysfsError::BadLinkTarget { path, .. } => path,
         }
+    }
+
+    /// True when the path (or a symlink on the way to it) does not exist. Callers use this to tell
+    /// "attribute absent" (often normal: no NUMA, unbound driver) from "attribute broken".
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, SysfsError::Io { error, .. } if error.kind() == io::ErrorKind::NotFound)
+    }
+}
+
+/// A sysfs reader rooted at a directory (`/sys` on the host).
+///
+/// Cheap to create and to clone; it holds no open file descriptors.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sysfs {
+    root: PathBuf,
+    /// Never use openat2 (tests of the userspace walk that old kernels get).
+    walk_only: bool,
+}
+
+impl Sysfs {
+    /// A reader for the tree under `root` (a fixture, the emulated NIC's tree, or `/sys`).
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Sysfs {
+            root: root.into(),
+            walk_only: false,
+        }
+    }
+
+    /// The host's sysfs, `/sys`.
+    pub fn host() -> Self {
+        Sysfs::new("/sys")
+    }
+
+    /// The directory every relative path is resolved under.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// `root/rel` without resolving anything, for messages and for handing to other tools.
+    pub fn path(&self, rel: impl AsRef<Path>) -> PathBuf {
+        self.root.join(normalize(rel.as_ref()))
+    }
+
+    /// Whether the root is a kernel-made tree (`/`, `/sys`, `/proc`) whose symlinks are relative
+    /// and stay inside it, so the kernel's own resolution is already confined and we skip ours.
+    fn is_system_root(&self) -> bool {
+        ["/", "/sys", "/proc"]
+            .iter()
+            .any(|r| self.root == Path::new(r))
+    }
+
+    /// Resolves every symlink in `rel`, confined to the root, and returns the physical path
+    /// relative to the root. Fails (with [`SysfsError::is_not_found`]) when any component is missing.
+    pub fn resolve(&self, rel: impl AsRef<Path>) -> Result<PathBuf, SysfsError> {
+        let rel = normalize(rel.as_ref());
+        if self.is_system_root() {
+            let abs = self.root.join(&rel);
+            return std::fs::canonicalize(&abs)
+                .map(|p| {
+                    p.strip_prefix(&self.root)
+                        .map(Path::to_path_buf)
+                        .unwrap_or(p)
+                })
+                .map_err(|error| SysfsError::Io { path: abs, error });
+        }
+        let mut out = PathBuf::new();
+        // Components still to walk, last one first (so pushing a link's target is cheap).
+        let mut pending: Vec<std::ffi::OsString> = rel
+            .components()
+            .rev()
+            .map(|c| c.as_os_str().to_os_string())
+            .collect();
+        let mut hops = 0;
+        while let Some(comp) = pending.pop() {
+            if comp == ".." {
+                out.pop();
+                continue;
+            }
+            out.push(&comp);
+            let abs = self.root.join(&out);
+            let meta = std::fs::symlink_metadata(&abs).map_err(|error| SysfsError::Io {
+                // "Missing" names what the caller asked for; other errors the component at fault.
+                path: if error.kind() == io::ErrorKind::NotFound {
+                    self.root.join(&rel)
+                } else {
+                    abs.clone()
+                },
+                error,
+            })?;
+            if !meta.file_type().is_symlink() {
+                continue;
+            }
+            hops += 1;
+            if hops > MAX_SYMLINK_HOPS {
+                return Err(SysfsError::SymlinkLoop { path: abs });
+            }
+            let target = std::fs::read_link(&abs).map_err(|error| SysfsError::Io {
+                path: abs.clone(),
+                error,
+            })?;
+            out.pop();
+            if target.is_absolute() {
+                out.clear();
+            }
+            for c in target.components().rev() {
+                match c {
+                    Component::Normal(n) => pending.push(n.to_os_string()),
+                    Component::ParentDir => pending.push("..".into()),
+                    Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Whether `rel` exists (following symlinks inside the root).
+    pub fn exists(&self, rel: impl AsRef<Path>) -> bool {
+        self.resolve(rel).is_ok()
+    }
+
+    /// Opens `rel` with the kernel confining resolution to the root (`openat2` with
+    /// `RESOLVE_IN_ROOT`, Linux 5.6+): one syscall instead of one `lstat` per component. `None`
+    /// when openat2 is unavailable; the caller then walks the path itself.
+    fn open_in_root(&self, rel: &Path, flags: libc::c_int) -> Option<io::Result<OwnedFd>> {
+        if self.walk_only || NO_OPENAT2.load(Ordering::Relaxed) {
+            return None;
+        }
+        let cstr = |p: &OsStr| {
+            CString::new(p.as_bytes()).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))
+        };
+        let (root, rel) = match (
+            cstr(self.root.as_os_str()),
+            cstr(normalize(rel).as_os_str()),
+        ) {
+            (Ok(root), Ok(rel)) if rel.is_empty() => (root, c".".to_owned()),
+            (Ok(root), Ok(rel)) => (root, rel),
+            (Err(e), _) | (_, Err(e)) => return Some(Err(e)),
+        };
+        // SAFETY: a valid NUL-terminated path; the fd is owned right after.
+        let dirfd = unsafe {
+            libc::open(
+                root.as_ptr(),
+                libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+            )
+        };
+        if dirfd < 0 {
+            return Some(Err(io::Error::last_os_error()));
+        }
+        // SAFETY: `dirfd` is a fresh descriptor nobody else owns.
+        let dirfd = unsafe { OwnedFd::from_raw_fd(dirfd) };
+        let how = OpenHow {
+            flags: (flags | libc::O_CLOEXEC) as u64,
+            mode: 0,
+            resolve: libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS,
+        };
+        // SAFETY: openat2(dirfd, path, &how, sizeof how) with live, correctly sized arguments.
+        let fd = unsafe {
+            libc::syscall(
+                libc::SYS_openat2,
+                dirfd.as_raw_fd(),
+                rel.as_ptr(),
+                &how as *const OpenHow,
+                std::mem::size_of::<OpenHow>(),
+            )
+        };
+        if fd < 0 {
+            let e = io::Error::last_os_error();
+            // ENOSYS: old kernel; EPERM: seccomp; E2BIG/EAGAIN: cannot do it now — walk instead.
+            return match e.raw_os_error() {
+                Some(libc::ENOSYS | libc::EPERM | libc::E2BIG) => {
+                    NO_OPENAT2.store(true, Ordering::Relaxed);
+                    None
+                }
+                Some(libc::EAGAIN) => None,
+                _ => Some(Err(e)),
+            };
+        }
+        // SAFETY: a fresh descriptor returned by the kernel, owned from here on.
+        Some(Ok(unsafe { OwnedFd::from_raw_fd(fd as libc::c_int) }))
+    }
+
+    /// An I/O error about `rel`, with ELOOP reported as [`SysfsError::SymlinkLoop`].
+    fn io_error(&self, rel: &Path, error: io::Error) -> SysfsError {
+        let path = self.path(rel);
+        if error.raw_os_error() == Some(libc::ELOOP) {
+            SysfsError::SymlinkLoop { path }
+        } else {
+            SysfsError::Io { path, error }
+        }
+    }
+
+    /// Opens a regular file for reading. FIFOs and devices are refused without blocking.
+    pub fn open(&self, rel: impl AsRef<Path>) -> Result<File, SysfsError> {
+        let rel = rel.as_ref();
+        let flags = libc::O_RDONLY | libc::O_NONBLOCK;
+        let (file, abs) = match (!self.is_system_root())
+            .then(|| self.open_in_root(rel, flags))
+            .flatten()
+        {
+            Some(Ok(fd)) => (File::from(fd), self.path(rel)),
+            Some(Err(error)) => return Err(self.io_error(rel, error)),
+            None => {
+                let abs = if self.is_system_root() {
+                    self.path(rel)
+                } else {
+                    self.root.join(self.resolve(rel)?)
+                };
+                let file = std::fs::OpenOptions::new()
+                    .read(true)
+                    .custom_flags(flags | libc::O_CLOEXEC)
+                    .open(&abs)
+                    .map_err(|error| SysfsError::Io {
+                        path: abs.clone(),
+                        error,
+                    })?;
+                (file, abs)
+            }
+        };
+        let meta = file.metadata().map_err(|error| SysfsError::Io {
+            path: abs.clone(),
+            error,
+        })?;
+        if !meta.is_file() {
+            return Err(SysfsError::NotAFile { path: abs });
+        }
+        Ok(file)
+    }
+
+    /// Reads an attribute as UTF-8 with surrounding whitespace (the kernel's trailing `\n`) removed.
+    pub fn read_string(&self, rel: impl AsRef<Path>) -> Result<String, SysfsError> {
+        let rel = rel.as_ref();
+        let file = self.open(rel)?;
+        let mut buf = Vec::new();
+        file.take(MAX_ATTR_BYTES + 1)
+            .read_to_end(&mut buf)
+            .map_err(|error| SysfsError::Io {
+                path: self.path(rel),
+                error,
+            })?;
+        if buf.len() as u64 > MAX_ATTR_BYTES {
+            return Err(SysfsError::TooLarge {
+                path: self.path(rel),
+            });
+        }
+        let s = String::from_utf8(buf).map_err(|_| SysfsError::NotUtf8 {
+            path: self.path(rel),
+        })?;
+        Ok(s.trim().to_string())
+    }
+
+    /// Reads a decimal number (`sriov_totalvfs`, `numa_node`, `net/<if>/type`…).
+    pub fn read_dec<T: FromStr>(&self, rel: impl AsRef<Path>) -> Result<T, SysfsError> {
+        let rel = rel.as_ref();
+        let s = self.read_string(rel)?;
+        s.parse().map_err(|_| SysfsError::Parse {
+            path: self.path(rel),
+            content: s,
+            expected: "a decimal number",
+        })
+    }
+
+    /// Reads a 16-bit hex ID as the kernel prints `vendor` and `device` (`0x8086`; the prefix is
+    /// optional).
+    pub fn read_hex_u16(&self, rel: impl AsRef<Path>) -> Result<u16, SysfsError> {
+        let rel = rel.as_ref();
+        let s = self.read_string(rel)?;
+        let digits = s
+            .strip_prefix("0x")
+            .or_else(|| s.strip_prefix("0X"))
+            .unwrap_or(&s);
+        let ok = !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_hexdigit());
+        match ok.then(|| u16::from_str_radix(digits, 16).ok()).flatten() {
+            Some(v) => Ok(v),
+            None => Err(SysfsError::Parse {
+                path: self.path(rel),
+                content: s,
+                expected: "a 16-bit hex ID like 0x8086",
+            }),
+        }
+    }
+
+    /// The raw target of the symlink `rel` (not followed), as `readlink(2)` gives it.
+    pub fn read_link(&self, rel: impl AsRef<Path>) -> Result<PathBuf, SysfsError> {
+        let rel = normalize(rel.as_ref());
+        let not_a_link = |path: PathBuf, error: io::Error| {
+            if error.kind() == io::ErrorKind::InvalidInput {
+                SysfsError::NotASymlink { path }
+            } else {
+                SysfsError::Io { path, error }
+            }
+        };
+        let (Some(parent), Some(name)) = (rel.parent(), rel.file_name()) else {
+            let abs = self.root.join(&rel);
+            return std::fs::read_link(&abs).map_err(|e| not_a_link(abs, e));
+        };
+        if self.is_system_root() {
+            let abs = self.root.join(&rel);
+            return std::fs::read_link(&abs).map_err(|e| not_a_link(abs, e));
+        }
+        let dir_flags = libc::O_PATH | libc::O_DIRECTORY;
+        match self.open_in_root(parent, dir_flags) {
+            Some(Ok(dir)) => readlinkat(&dir, name).map_err(|e| not_a_link(self.path(&rel), e)),
+            Some(Err(error)) => Err(self.io_error(&rel, error)),
+            None => {
+                let abs = self.root.join(self.resolve(parent)?).join(name);
+                std::fs::read_link(&abs).map_err(|e| not_a_link(abs, e))
+            }
+        }
+    }
+
+    /// The last component of the symlink's target: the driver name for `driver`, the group number
+    /// for `iommu_group`, the PCI address for `virtfnN`/`physfn`. Works on broken links too.
+    pub fn link_name(&self, rel: impl AsRef<Path>) -> Result<String, SysfsError> {
+        let rel = rel.as_ref();
+        let target = self.read_link(rel)?;
+        match target.file_name() {
+            Some(n) => n.to_str().map(str::to_string).ok_or(SysfsError::NotUtf8 {
+                path: self.path(rel),
+            }),
+            None => Err(SysfsError::BadLinkTarget {
+                path: self.path(rel),
+                target,
+            }),
+        }
+    }
+
+    /// Where the symlink `rel` points, as a path relative to the root: a relative target is taken
+    /// from the link's (physical) directory, an absolute one from the root. The target itself is not
+    /// required to exist, so a broken `virtfnN` still tells which VF it meant.
+    pub fn link_target(&self, rel: impl AsRef<Path>) -> Result<PathBuf, SysfsError> {
+        let rel = normalize(rel.as_ref());
+        let parent = match rel.parent() {
+            Some(p) => self.resolve(p)?,
+            None => PathBuf::new(),
+        };
+        let target = self.read_link(&rel)?;
+        let joined = if target.is_absolute() {
+            target.clone()
+        } else {
+            parent.join(&target)
+        };
+        let out = normalize(&joined);
+        if out.file_name().is_none() {
+            return Err(SysfsError::BadLinkTarget {
+                path: self.path(&rel),
+                target,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The names in a directory, sorted. Names that are not UTF-8 are returned lossily (they then
+    /// fail to parse or to open, and callers report them).
+    pub fn list_dir(&self, rel: impl AsRef<Path>) -> Result<Vec<String>, SysfsError> {
+        let rel = rel.as_ref();
+        let abs = if self.is_system_root() {
+            self.path(rel)
+        } else {
+            self.root.join(self.resolve(rel)?)
+        };
+        let io_err = |error| SysfsError::Io {
+            path: abs.clone(),
+            error,
+        };
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(&abs).map_err(io_err)? {
+            let entry = entry.map_err(io_err)?;
+            names.push(entry.file_name().to_string_lossy().into_owned());
+        }
+        names.sort();
+        Ok(names)
+    }
+}
+
+/// `readlinkat(dir, name)`.
+fn readlinkat(dir: &OwnedFd, name: &OsStr) -> io::Result<PathBuf> {
+    let name = CString::new(name.as_bytes())
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    let mut buf = vec![0u8; libc::PATH_MAX as usize];
+    // SAFETY: `buf` is writable for its length; `name` is NUL-terminated; `dir` is open.
+    let n = unsafe {
+        libc::readlinkat(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    buf.truncate(n as usize);
+    Ok(PathBuf::from(std::ffi::OsString::from_vec(buf)))
+}
+
+/// Lexically normalizes a path to a root-relative one: drops `/` and `.`, applies `..` without
+/// climbing above the root.
+fn normalize(p: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::Normal(n) => out.push(n),
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+    use std::os::unix::fs::symlink;
+
+    fn tree() -> (tempfile::TempDir, Sysfs) {
+        let dir = tempfile::tempdir().unwrap();
+        let sys = Sysfs::new(dir.path());
+        (dir, sys)
+    }
+
+    /// Runs `f` with the openat2 reader and with the userspace walk old kernels get.
+    fn both(f: impl Fn(&Path, &Sysfs)) {
+        let (dir, sys) = tree();
+        f(dir.path(), &sys);
+        let (dir, sys) = tree();
+        let walk = Sysfs {
+            walk_only: true,
+            ..sys
+        };
+        f(dir.path(), &walk);
+    }
+
+    #[test]
+    fn reads_trimmed_strings_and_numbers() {
+        both(|d, sys| {
+            fs::write(d.join("n"), "64\n").unwrap();
+            fs::write(d.join("neg"), "-1\n").unwrap();
+            fs::write(d.join("vendor"), "0x8086\n").unwrap();
+            fs::write(d.join("bare"), "15b3").unwrap();
+            assert_eq!(sys.read_string("n").unwrap(), "64");
+            assert_eq!(sys.read_dec::<u32>("n").unwrap(), 64);
+            assert_eq!(sys.read_dec::<i32>("neg").unwrap(), -1);
+            assert_eq!(sys.read_hex_u16("vendor").unwrap(), 0x8086);
+            assert_eq!(sys.read_hex_u16("bare").unwrap(), 0x15b3);
+        });
+    }
+
+    #[test]
+    fn garbage_is_an_error_naming_the_path() {
+        both(|d, sys| {
+            fs::write(d.join("g"), "lots\n").unwrap();
+            fs::write(d.join("h"), "0x18086\n").unwrap();
+            fs::write(d.join("x"), "0x\n").unwrap();
+            fs::write(d.join("bin"), [0xff, 0xfe, 0x00]).unwrap();
+            fs::create_dir(d.join("d")).unwrap();
+            let e = sys.read_dec::<u32>("g").unwrap_err();
+            assert!(matches!(e, SysfsError::Parse { .. }), "{e}");
+            assert_eq!(e.path(), d.join("g"));
+            assert!(e.to_string().contains("\"lots\""), "{e}");
+            assert!(sys.read_hex_u16("h").is_err());
+            assert!(sys.read_hex_u16("x").is_err());
+            assert!(matches!(
+                sys.read_string("bin").unwrap_err(),
+                SysfsError::NotUtf8 { .. }
+            ));
+            assert!(matches!(
+                sys.read_string("d").unwrap_err(),
+                SysfsError::NotAFile { .. }
+            ));
+            let missing = sys.read_string("nope").unwrap_err();
+            assert!(missing.is_not_found());
+            assert_eq!(missing.path(), d.join("nope"));
+        });
+    }
+
+    #[test]
+    fn fifo_is_refused_without_blocking() {
+        both(|d, sys| {
+            let p = std::ffi::CString::new(d.join("fifo").to_str().unwrap()).unwrap();
+            // SAFETY: a valid NUL-terminated path.
+            assert_eq!(unsafe { libc::mkfifo(p.as_ptr(), 0o600) }, 0);
+            assert!(matches!(
+                sys.read_string("fifo").unwrap_err(),
+                SysfsError::NotAFile { .. }
+            ));
+        });
+    }
+
+    #[test]
+    fn relative_links_resolve_from_the_links_physical_directory() {
+        both(|d, sys| {
+            fs::create_dir_all(d.join("devices/pci0000:00/0000:01:00.0")).unwrap();
+            fs::create_dir_all(d.join("devices/pci0000:00/0000:01:10.0")).unwrap();
+            fs::create_dir_all(d.join("bus/pci/devices")).unwrap();
+            fs::write(d.join("devices/pci0000:00/0000:01:10.0/vendor"), "0x8086\n").unwrap();
+            symlink(
+                "../../../devices/pci0000:00/0000:01:00.0",
+                d.join("bus/pci/devices/0000:01:00.0"),
+            )
+            .unwrap();
+            symlink(
+                "../0000:01:10.0",
+                d.join("devices/pci0000:00/0000:01:00.0/virtfn0"),
+            )
+            .unwrap();
+            // Through the bus symlink, `..` must be taken physically (devices/pci0000:00), not lexically.
+            assert_eq!(
+                sys.link_target("bus/pci/devices/0000:01:00.0/virtfn0")
+                    .unwrap(),
+                Path::new("devices/pci0000:00/0000:01:10.0")
+            );
+            assert_eq!(
+                sys.read_hex_u16("bus/pci/devices/0000:01:00.0/virtfn0/vendor")
+                    .unwrap(),
+                0x8086
+            );
+            assert_eq!(
+                sys.link_name("bus/pci/devices/0000:01:00.0/virtfn0")
+                    .unwrap(),
+                "0000:01:10.0"
+            );
+            assert_eq!(
+                sys.resolve("bus/pci/devices/0000:01:00.0").unwrap(),
+                Path::new("devices/pci0000:00/0000:01:00.0")
+            );
+        });
+    }
+
+    #[test]
+    fn absolute_and_escaping_links_stay_under_the_root() {
+        both(|d, sys| {
+            fs::create_dir_all(d.join("kernel/iommu_groups/7")).unwrap();
+            fs::write(d.join("kernel/iommu_groups/7/type"), "DMA\n").unwrap();
+            // An absolute target means "under the root", never the host's file.
+            symlink("/kernel/iommu_groups/7", d.join("grp")).unwrap();
+            assert_eq!(sys.read_string("grp/type").unwrap(), "DMA");
+            symlink("/etc/hostname", d.join("host")).unwrap();
+            let e = sys.read_string("host").unwrap_err();
+            assert!(e.is_not_found(), "{e}");
+            assert!(e.path().starts_with(d), "{e}");
+            // `..` above the root stays at the root.
+            symlink("../../../../../../etc/passwd", d.join("up")).unwrap();
+            assert!(sys.read_string("up").unwrap_err().is_not_found());
+            assert_eq!(sys.link_target("up").unwrap(), Path::new("etc/passwd"));
+            assert_eq!(
+                sys.read_string("../../kernel/iommu_groups/7/type").unwrap(),
+                "DMA"
+            );
+        });
+    }
+
+    #[test]
+    fn broken_and_looping_links_are_errors() {
+        both(|d, sys| {
+            symlink("missing", d.join("broken")).unwrap();
+            symlink("loop2", d.join("loop1")).unwrap();
+            symlink("loop1", d.join("loop2")).unwrap();
+            fs::write(d.join("plain"), "x").unwrap();
+            assert!(sys.read_string("broken").unwrap_err().is_not_found());
+            // A broken link still names its target.
+            assert_eq!(sys.link_name("broken").unwrap(), "missing");
+            assert!(matches!(
+                sys.read_string("loop1").unwrap_err(),
+                SysfsError::SymlinkLoop { .. }
+            ));
+            assert!(matches!(
+                sys.read_link("plain").unwrap_err(),
+                SysfsError::NotASymlink { .. }
+            ));
+            symlink("..", d.join("dots")).unwrap();
+            assert!(matches!(
+                sys.link_name("dots").unwrap_err(),
+                SysfsError::BadLinkTarget { .. }
+            ));
+        });
+    }
+
+    #[test]
+    fn lists_directories_sorted() {
+        both(|d, sys| {
+            for n in ["virtfn10", "virtfn2", "a"] {
+                fs::write(d.join(n), "").unwrap();
+            }
+            assert_eq!(sys.list_dir("").unwrap(), ["a", "virtfn10", "virtfn2"]);
+            assert!(sys.list_dir("nope").unwrap_err().is_not_found());
+        });
+    }
+
+    #[test]
+    fn kernel_roots_read_through_the_kernel() {
+        assert_eq!(Sysfs::host().root(), Path::new("/sys"));
+        if !Path::new("/proc/self/stat").exists() {
+            eprintln!("SKIP: no /proc");
+            return;
+        }
+        let proc_ = Sysfs::new("/proc");
+        assert!(!proc_.read_string("self/stat").unwrap().is_empty());
+        let pid = proc_.resolve("self").unwrap();
+        assert_eq!(pid, Path::new(&std::process::id().to_string()));
+        assert!(
+            proc_
+                .read_string("self/nonexistent")
+                .unwrap_err()
+                .is_not_found()
+        );
     }
 }

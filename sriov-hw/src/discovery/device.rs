@@ -1,0 +1,93 @@
+//! The attributes every PCI function has, read from its (resolved) sysfs directory.
+//!
+//! Required attributes (`vendor`, `device`) fail the read; optional ones that are absent are
+//! `None` (unbound driver, no NUMA, no IOMMU, netdev in another namespace); optional ones that are
+//! present but unreadable are `None` plus a warning naming the path.
+
+use std::path::Path;
+
+use crate::sysfs::{Sysfs, SysfsError};
+
+/// What [`read`] found; the caller adds the PF- or VF-specific parts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Common {
+    pub vendor: u16,
+    pub device: u16,
+    pub driver: Option<String>,
+    pub netdevs: Vec<String>,
+    pub numa_node: Option<u32>,
+    pub link_type: Option<String>,
+    pub iommu_group: Option<u32>,
+}
+
+/// Reads the attributes of the function whose directory is `dir` (root-relative). Warnings about
+/// optional attributes are pushed to `warnings`.
+pub(crate) fn read(
+    sysfs: &Sysfs,
+    dir: &Path,
+    warnings: &mut Vec<String>,
+) -> Result<Common, SysfsError> {
+    let vendor = sysfs.read_hex_u16(dir.join("vendor"))?;
+    let device = sysfs.read_hex_u16(dir.join("device"))?;
+    let driver = optional(sysfs.link_name(dir.join("driver")), warnings);
+    let netdevs = optional(sysfs.list_dir(dir.join("net")), warnings).unwrap_or_default();
+    let numa_node = optional(sysfs.read_dec::<i64>(dir.join("numa_node")), warnings)
+        .and_then(|n| numa(sysfs, dir, n, warnings));
+    let iommu_group = optional(sysfs.link_name(dir.join("iommu_group")), warnings).and_then(|g| {
+        match g.parse::<u32>() {
+            Ok(g) => Some(g),
+            Err(_) => {
+                let path = sysfs.path(dir.join("iommu_group")).display().to_string();
+                warnings.push(format!("{path}: IOMMU group {g:?} is not a number"));
+                None
+            }
+        }
+    });
+    let link_type = netdevs.first().and_then(|nd| {
+        let t = sysfs.read_dec::<u32>(dir.join("net").join(nd).join("type"));
+        optional(t, warnings).map(link_type_name)
+    });
+    Ok(Common {
+        vendor,
+        device,
+        driver,
+        netdevs,
+        numa_node,
+        link_type,
+        iommu_group,
+    })
+}
+
+/// `numa_node` is -1 when the platform has no NUMA information.
+fn numa(sysfs: &Sysfs, dir: &Path, n: i64, warnings: &mut Vec<String>) -> Option<u32> {
+    if n < 0 {
+        return None;
+    }
+    u32::try_from(n).ok().or_else(|| {
+        let path = sysfs.path(dir.join("numa_node")).display().to_string();
+        warnings.push(format!("{path}: NUMA node {n} out of range"));
+        None
+    })
+}
+
+/// Absent → `None` silently; present but broken → `None` and a warning.
+fn optional<T>(r: Result<T, SysfsError>, warnings: &mut Vec<String>) -> Option<T> {
+    match r {
+        Ok(v) => Some(v),
+        Err(e) if e.is_not_found() => None,
+        Err(e) => {
+            warnings.push(e.to_string());
+            None
+        }
+    }
+}
+
+/// The name the device plugin's `linkTypes` selector matches: `ether` (ARPHRD_ETHER, 1),
+/// `infiniband` (ARPHRD_INFINIBAND, 32), otherwise the ARPHRD number itself.
+pub fn link_type_name(arphrd: u32) -> String {
+    match arphrd {
+        1 => "ether".into(),
+        32 => "infiniband".into(),
+        n => n.to_string(),
+    }
+}

@@ -1,0 +1,417 @@
+//! PF/VF discovery from a sysfs tree (the host's, a fixture, or the emulated NIC's).
+//!
+//! Two entry points with different costs:
+//! - [`discover`] scans every PCI function for the agent's inventory. It never fails: whatever
+//!   cannot be read becomes a warning naming the path, and the rest is still reported.
+//! - [`vf`] / [`pf_netdev_of_vf`] look up one VF for the CNI on every ADD/DEL. They read only that
+//!   VF's and its PF's files (no scan of the bus) and fail with a [`DiscoveryError`].
+//!
+//! The kernel's layout: PFs are functions with `sriov_totalvfs` > 0; `virtfn<N>` links in the PF's
+//! directory name VF `N`; each VF's `physfn` links back to its PF.
+
+mod device;
+mod routes;
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::pci::PciAddr;
+use crate::sysfs::{Sysfs, SysfsError};
+
+pub use device::link_type_name;
+pub use routes::default_route_interfaces;
+
+/// Where the PCI functions are listed, relative to the sysfs root.
+const PCI_DEVICES: &str = "bus/pci/devices";
+
+/// The proc root used when [`discover`] is not given one.
+pub const DEFAULT_PROC_ROOT: &str = "/proc";
+
+/// An SR-IOV physical function and its currently enabled VFs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pf {
+    /// The PF's PCI address.
+    pub pci: PciAddr,
+    /// PCI vendor ID (`vendor`), e.g. 0x8086.
+    pub vendor: u16,
+    /// PCI device ID (`device`), e.g. 0x1593.
+    pub device: u16,
+    /// Bound driver (`ice`, `mlx5_core`…); `None` when unbound.
+    pub driver: Option<String>,
+    /// Netdev names in this network namespace, sorted; empty when unbound. VF control goes through
+    /// the first one.
+    pub netdevs: Vec<String>,
+    /// NUMA node; `None` when the platform reports none (-1) or the file is absent.
+    pub numa_node: Option<u32>,
+    /// `ether`, `infiniband`, or the ARPHRD number, from the first netdev; `None` without netdev.
+    pub link_type: Option<String>,
+    /// `sriov_totalvfs`: how many VFs the PF can have (always > 0 for a PF).
+    pub total_vfs: u32,
+    /// `sriov_numvfs`: how many are enabled (falls back to the VFs found if unreadable).
+    pub num_vfs: u32,
+    /// Whether one of `netdevs` carries an IPv4 or IPv6 default route (the node's uplink).
+    pub default_route: bool,
+    /// The enabled VFs that could be read, by index.
+    pub vfs: Vec<Vf>,
+}
+
+/// An SR-IOV virtual function.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Vf {
+    /// The VF's PCI address: its stable identity (its netdev gets renamed and moved into pods).
+    pub pci: PciAddr,
+    /// The VF number on its PF (`virtfn<index>`), what IFLA_VF_* messages on the PF take.
+    pub index: u32,
+    /// The PF's PCI address.
+    pub pf: PciAddr,
+    /// PCI vendor ID.
+    pub vendor: u16,
+    /// PCI device ID (the VF's own, e.g. 0x1889 for an E810 VF).
+    pub device: u16,
+    /// Bound driver (`iavf`, `mlx5_core`, `vfio-pci`…); `None` when unbound.
+    pub driver: Option<String>,
+    /// Netdev names in this network namespace, sorted; empty for vfio-pci VFs and for VFs that
+    /// are in a pod's namespace.
+    pub netdevs: Vec<String>,
+    /// NUMA node, as for [`Pf::numa_node`].
+    pub numa_node: Option<u32>,
+    /// IOMMU group number (what `/dev/vfio/<group>` is named); `None` without an IOMMU.
+    pub iommu_group: Option<u32>,
+    /// As [`Pf::link_type`], from the VF's own netdev.
+    pub link_type: Option<String>,
+}
+
+/// Everything [`discover`] found.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Inventory {
+    /// PFs sorted by PCI address.
+    pub pfs: Vec<Pf>,
+    /// One line per thing that could not be read, each naming its path; not fatal.
+    pub warnings: Vec<String>,
+}
+
+impl Inventory {
+    /// All VFs of all PFs, in PF then index order.
+    pub fn vfs(&self) -> impl Iterator<Item = &Vf> {
+        self.pfs.iter().flat_map(|pf| pf.vfs.iter())
+    }
+
+    /// The PF at `pci`, if discovered.
+    pub fn pf(&self, pci: PciAddr) -> Option<&Pf> {
+        self.pfs.iter().find(|pf| pf.pci == pci)
+    }
+
+    /// The VF at `pci`, if discovered.
+    pub fn vf(&self, pci: PciAddr) -> Option<&Vf> {
+        self.vfs().find(|vf| vf.pci == pci)
+    }
+}
+
+/// Why a single-device lookup ([`vf`], [`pf_netdev_of_vf`]) failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DiscoveryError {
+    /// No such PCI function under the root's `bus/pci/devices`.
+    #[error("no PCI device {pci} under {}", root.display())]
+    NoSuchDevice { pci: PciAddr, root: PathBuf },
+    /// The function exists but has no `physfn` link, so it is not a VF.
+    #[error("{pci} is not an SR-IOV VF (no physfn link)")]
+    NotAVf { pci: PciAddr },
+    /// The function exists but has no (or zero) `sriov_totalvfs`, so it is not a PF.
+    #[error("{pci} is not an SR-IOV PF (no sriov_totalvfs)")]
+    NotAPf { pci: PciAddr },
+    /// `physfn` does not name a PCI address, or names one that is not there.
+    #[error("VF {vf}: physfn points at {}, which is not an existing PCI function", target.display())]
+    BadPhysfn { vf: PciAddr, target: PathBuf },
+    /// No `virtfn<N>` of the PF points back at the VF (VFs being re-created under us).
+    #[error("VF {vf}: no virtfn link of its PF {pf} points to it")]
+    NoVirtfn { vf: PciAddr, pf: PciAddr },
+    /// The PF has no netdev in this namespace (unbound, or its driver has none), so VF control
+    /// through it is impossible.
+    #[error("PF {pf} has no netdev (driver unbound?)")]
+    NoPfNetdev { pf: PciAddr },
+    /// A required attribute could not be read.
+    #[error(transparent)]
+    Sysfs(#[from] SysfsError),
+}
+
+/// Scans every PCI function under `sysfs` and returns the PFs (with their VFs), sorted by
+/// address, VFs by index. `proc_root` (default `/proc`) is where route tables are read to set
+/// [`Pf::default_route`]. Never fails and never panics: unreadable parts become warnings, and a VF
+/// is left out when the CNI could not use it (no readable IDs, or `physfn` not pointing back).
+pub fn discover(sysfs: &Sysfs, proc_root: Option<&Path>) -> Inventory {
+    let mut inv = Inventory::default();
+    let warnings = &mut inv.warnings;
+    let names = match sysfs.list_dir(PCI_DEVICES) {
+        Ok(n) => n,
+        Err(e) => {
+            warnings.push(format!("no PCI devices listed: {e}"));
+            return inv;
+        }
+    };
+    for name in names {
+        let rel = Path::new(PCI_DEVICES).join(&name);
+        let Ok(pci) = name.parse::<PciAddr>() else {
+            let path = sysfs.path(&rel).display().to_string();
+            warnings.push(format!("{path}: not a PCI address, ignored"));
+            continue;
+        };
+        let dir = match sysfs.resolve(&rel) {
+            Ok(d) => d,
+            Err(e) => {
+                warnings.push(format!("PCI device {pci} ignored: {e}"));
+                continue;
+            }
+        };
+        let total_vfs = match sysfs.read_dec::<u32>(dir.join("sriov_totalvfs")) {
+            Ok(0) => continue,
+            Ok(n) => n,
+            Err(e) if e.is_not_found() => continue,
+            Err(e) => {
+                warnings.push(format!("PF {pci} ignored: {e}"));
+                continue;
+            }
+        };
+        match read_pf(sysfs, pci, &dir, total_vfs, warnings) {
+            Ok(pf) => inv.pfs.push(pf),
+            Err(e) => warnings.push(format!("PF {pci} ignored: {e}")),
+        }
+    }
+    inv.pfs.sort_by_key(|pf| pf.pci);
+
+    let proc_root = proc_root.unwrap_or(Path::new(DEFAULT_PROC_ROOT));
+    match default_route_interfaces(proc_root) {
+        Ok(ifs) => {
+            for pf in &mut inv.pfs {
+                pf.default_route = pf.netdevs.iter().any(|n| ifs.contains(n));
+            }
+        }
+        Err(e) => inv
+            .warnings
+            .push(format!("default routes unknown, no PF marked: {e}")),
+    }
+    inv
+}
+
+/// Reads one PF at its resolved directory `dir`, with its VFs.
+fn read_pf(
+    sysfs: &Sysfs,
+    pci: PciAddr,
+    dir: &Path,
+    total_vfs: u32,
+    warnings: &mut Vec<String>,
+) -> Result<Pf, SysfsError> {
+    let c = device::read(sysfs, dir, warnings)?;
+    let num_vfs = match sysfs.read_dec::<u32>(dir.join("sriov_numvfs")) {
+        Ok(n) => Some(n),
+        Err(e) => {
+            warnings.push(format!("PF {pci}: {e}"));
+            None
+        }
+    };
+    let mut vfs = Vec::new();
+    for (index, link) in virtfn_links(sysfs, dir)? {
+        match read_vf_of(sysfs, pci, index, &link) {
+            Ok((vf, vf_warnings)) => {
+                warnings.extend(vf_warnings);
+                vfs.push(vf);
+            }
+            Err(e) => warnings.push(format!("PF {pci} VF {index} ignored: {e}")),
+        }
+    }
+    Ok(Pf {
+        pci,
+        vendor: c.vendor,
+        device: c.device,
+        driver: c.driver,
+        netdevs: c.netdevs,
+        numa_node: c.numa_node,
+        link_type: c.link_type,
+        total_vfs,
+        num_vfs: num_vfs.unwrap_or(vfs.len() as u32),
+        default_route: false,
+        vfs,
+    })
+}
+
+/// The `virtfn<N>` entries of a PF directory as (N, root-relative link path), sorted by N.
+fn virtfn_links(sysfs: &Sysfs, pf_dir: &Path) -> Result<Vec<(u32, PathBuf)>, SysfsError> {
+    let mut links: Vec<(u32, PathBuf)> = sysfs
+        .list_dir(pf_dir)?
+        .into_iter()
+        .filter_map(|name| {
+            let n = name.strip_prefix("virtfn")?.parse().ok()?;
+            Some((n, pf_dir.join(name)))
+        })
+        .collect();
+    links.sort_by_key(|(n, _)| *n);
+    Ok(links)
+}
+
+/// Why a VF found through its PF's `virtfn<N>` was left out of the inventory.
+#[derive(Debug, thiserror::Error)]
+enum SkipVf {
+    #[error("{0}")]
+    Link(SysfsError),
+    #[error("{}: link target is not a PCI address", .0.display())]
+    BadTarget(PathBuf),
+    #[error("{vf}: physfn does not point back to its PF ({reason})")]
+    Physfn { vf: PciAddr, reason: String },
+    #[error("{vf}: {err}")]
+    Read { vf: PciAddr, err: SysfsError },
+}
+
+/// Reads VF `index` of `pf` through the `virtfn` link at `link`.
+fn read_vf_of(
+    sysfs: &Sysfs,
+    pf: PciAddr,
+    index: u32,
+    link: &Path,
+) -> Result<(Vf, Vec<String>), SkipVf> {
+    let target = sysfs.link_target(link).map_err(SkipVf::Link)?;
+    let vf: PciAddr = addr_of(&target).ok_or_else(|| SkipVf::BadTarget(sysfs.path(link)))?;
+    let read_err = |err| SkipVf::Read { vf, err };
+    let dir = sysfs.resolve(&target).map_err(read_err)?;
+    match sysfs.link_name(dir.join("physfn")) {
+        Ok(name) if name == pf.to_string() => {}
+        Ok(name) => {
+            let reason = format!("it names {name}");
+            return Err(SkipVf::Physfn { vf, reason });
+        }
+        Err(e) => {
+            let reason = e.to_string();
+            return Err(SkipVf::Physfn { vf, reason });
+        }
+    }
+    let mut warnings = Vec::new();
+    let c = device::read(sysfs, &dir, &mut warnings).map_err(read_err)?;
+    Ok((vf_from(vf, index, pf, c), warnings))
+}
+
+fn vf_from(pci: PciAddr, index: u32, pf: PciAddr, c: device::Common) -> Vf {
+    Vf {
+        pci,
+        index,
+        pf,
+        vendor: c.vendor,
+        device: c.device,
+        driver: c.driver,
+        netdevs: c.netdevs,
+        numa_node: c.numa_node,
+        iommu_group: c.iommu_group,
+        link_type: c.link_type,
+    }
+}
+
+/// The PCI address a (root-relative) device path ends in.
+fn addr_of(p: &Path) -> Option<PciAddr> {
+    p.file_name()?.to_str()?.parse().ok()
+}
+
+/// The resolved directory of the function `pci`.
+fn device_dir(sysfs: &Sysfs, pci: PciAddr) -> Result<PathBuf, DiscoveryError> {
+    match sysfs.resolve(Path::new(PCI_DEVICES).join(pci.to_string())) {
+        Ok(d) => Ok(d),
+        Err(e) if e.is_not_found() => Err(DiscoveryError::NoSuchDevice {
+            pci,
+            root: sysfs.root().to_path_buf(),
+        }),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The PF of the VF whose resolved directory is `dir`: its address and resolved directory.
+fn parent_pf(sysfs: &Sysfs, vf: PciAddr, dir: &Path) -> Result<(PciAddr, PathBuf), DiscoveryError> {
+    let target = match sysfs.link_target(dir.join("physfn")) {
+        Ok(t) => t,
+        Err(e) if e.is_not_found() => return Err(DiscoveryError::NotAVf { pci: vf }),
+        Err(e) => return Err(e.into()),
+    };
+    let bad = || DiscoveryError::BadPhysfn {
+        vf,
+        target: sysfs.path(&target),
+    };
+    let pf = addr_of(&target).ok_or_else(bad)?;
+    let pf_dir = sysfs.resolve(&target).map_err(|_| bad())?;
+    Ok((pf, pf_dir))
+}
+
+/// The routing ID (bus << 8 | devfn) that `sriov_offset` and `sriov_stride` count in.
+fn routing_id(pci: PciAddr) -> u32 {
+    (u32::from(pci.bus) << 8) | (u32::from(pci.device) << 3) | u32::from(pci.function)
+}
+
+/// The index of `vf` on `pf`: first the kernel's arithmetic (`sriov_offset`, `sriov_stride`)
+/// checked against one `virtfn` link, else a scan of the PF's `virtfn` links.
+fn vf_index(sysfs: &Sysfs, vf: PciAddr, pf: PciAddr, pf_dir: &Path) -> Result<u32, DiscoveryError> {
+    let want = vf.to_string();
+    let points_here = |n: u32| {
+        sysfs
+            .link_name(pf_dir.join(format!("virtfn{n}")))
+            .is_ok_and(|name| name == want)
+    };
+    let offset = sysfs.read_dec::<u32>(pf_dir.join("sriov_offset"));
+    let stride = sysfs.read_dec::<u32>(pf_dir.join("sriov_stride"));
+    if let (Ok(offset), Ok(stride)) = (offset, stride)
+        && stride > 0
+        && vf.domain == pf.domain
+        && let Some(d) = routing_id(vf).checked_sub(routing_id(pf) + offset)
+        && d % stride == 0
+        && points_here(d / stride)
+    {
+        return Ok(d / stride);
+    }
+    for (n, link) in virtfn_links(sysfs, pf_dir)? {
+        if sysfs.link_name(&link).is_ok_and(|name| name == want) {
+            return Ok(n);
+        }
+    }
+    Err(DiscoveryError::NoVirtfn { vf, pf })
+}
+
+/// Looks up one VF by PCI address: its PF, index and attributes. Reads only the VF's and its PF's
+/// files, so the CNI can call it on every ADD/DEL. Unreadable optional attributes are logged and
+/// left `None`; a function that is missing or not a VF is an error.
+pub fn vf(sysfs: &Sysfs, pci: PciAddr) -> Result<Vf, DiscoveryError> {
+    let dir = device_dir(sysfs, pci)?;
+    let (pf, pf_dir) = parent_pf(sysfs, pci, &dir)?;
+    let index = vf_index(sysfs, pci, pf, &pf_dir)?;
+    let mut warnings = Vec::new();
+    let c = device::read(sysfs, &dir, &mut warnings)?;
+    for w in warnings {
+        tracing::warn!(vf = %pci, "{w}");
+    }
+    Ok(vf_from(pci, index, pf, c))
+}
+
+/// The netdev of the PF whose VF is `vf`: the link the CNI sends IFLA_VF_* messages to. Fails
+/// when `vf` is not a VF or the PF has no netdev in this namespace. With several netdevs (rare)
+/// the first by name is used.
+pub fn pf_netdev_of_vf(sysfs: &Sysfs, vf: PciAddr) -> Result<String, DiscoveryError> {
+    let dir = device_dir(sysfs, vf)?;
+    let (pf, pf_dir) = parent_pf(sysfs, vf, &dir)?;
+    first_netdev(sysfs, pf, &pf_dir)
+}
+
+/// The netdev of the PF at `pf` (first by name); fails if `pf` is missing, not a PF, or has none.
+pub fn pf_netdev(sysfs: &Sysfs, pf: PciAddr) -> Result<String, DiscoveryError> {
+    let dir = device_dir(sysfs, pf)?;
+    match sysfs.read_dec::<u32>(dir.join("sriov_totalvfs")) {
+        Ok(n) if n > 0 => {}
+        Ok(_) => return Err(DiscoveryError::NotAPf { pci: pf }),
+        Err(e) if e.is_not_found() => return Err(DiscoveryError::NotAPf { pci: pf }),
+        Err(e) => return Err(e.into()),
+    }
+    first_netdev(sysfs, pf, &dir)
+}
+
+fn first_netdev(sysfs: &Sysfs, pf: PciAddr, pf_dir: &Path) -> Result<String, DiscoveryError> {
+    match sysfs.list_dir(pf_dir.join("net")) {
+        Ok(names) => names
+            .into_iter()
+            .next()
+            .ok_or(DiscoveryError::NoPfNetdev { pf }),
+        Err(e) if e.is_not_found() => Err(DiscoveryError::NoPfNetdev { pf }),
+        Err(e) => Err(e.into()),
+    }
+}
