@@ -18,6 +18,7 @@ pub(crate) struct Common {
     pub numa_node: Option<u32>,
     pub link_type: Option<String>,
     pub iommu_group: Option<u32>,
+    pub rdma: bool,
 }
 
 /// Reads the attributes of the function whose directory is `dir` (root-relative). Warnings about
@@ -47,7 +48,10 @@ pub(crate) fn read(
         let t = sysfs.read_dec::<u32>(dir.join("net").join(nd).join("type"));
         optional(t, warnings).map(link_type_name)
     });
+    // An RDMA-capable function lists its RDMA device(s) under `infiniband/`.
+    let rdma = sysfs.list_dir(dir.join("infiniband")).is_ok_and(|d| !d.is_empty());
     Ok(Common {
+        rdma,
         vendor,
         device,
         driver,

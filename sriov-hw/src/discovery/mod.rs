@@ -80,6 +80,9 @@ pub struct Vf {
     pub iommu_group: Option<u32>,
     /// As [`Pf::link_type`], from the VF's own netdev.
     pub link_type: Option<String>,
+    /// Has an RDMA device (`infiniband/` entries): what the pool selector `isRdma` matches.
+    #[serde(default)]
+    pub rdma: bool,
 }
 
 /// Everything [`discover`] found.
@@ -300,6 +303,7 @@ fn vf_from(pci: PciAddr, index: u32, pf: PciAddr, c: device::Common) -> Vf {
         numa_node: c.numa_node,
         iommu_group: c.iommu_group,
         link_type: c.link_type,
+        rdma: c.rdma,
     }
 }
 
@@ -382,6 +386,17 @@ pub fn vf(sysfs: &Sysfs, pci: PciAddr) -> Result<Vf, DiscoveryError> {
         tracing::warn!(vf = %pci, "{w}");
     }
     Ok(vf_from(pci, index, pf, c))
+}
+
+/// The netdev names of function `pci` in this namespace (sorted; empty when it has none here):
+/// how a VF that came back from a deleted pod namespace, under its pod-side name, is found again.
+pub fn vf_netdevs(sysfs: &Sysfs, pci: PciAddr) -> Result<Vec<String>, DiscoveryError> {
+    let dir = device_dir(sysfs, pci)?;
+    match sysfs.list_dir(dir.join("net")) {
+        Ok(v) => Ok(v),
+        Err(e) if e.is_not_found() => Ok(Vec::new()),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// The netdev of the PF whose VF is `vf`: the link the CNI sends IFLA_VF_* messages to. Fails
