@@ -231,6 +231,13 @@ pub fn representor_mac(pf: &str, i: u32) -> MacAddr {
     MacAddr([0x02, t[0], t[1], t[2], 0x01, i as u8])
 }
 
+/// The link group (`IFLA_GROUP`) of every link of emulated PF `pf`: `0x5e<tag>`. Lets [`down`]
+/// delete all of them in one batched request (per-link deletion costs an RCU grace period each).
+pub fn link_group(pf: &str) -> u32 {
+    let t = pf_tag(pf);
+    u32::from_be_bytes([0x5e, t[0], t[1], t[2]])
+}
+
 /// The stable MAC of the PF bridge: `02:<tag>:ff:ff`.
 pub fn pf_mac(pf: &str) -> MacAddr {
     let t = pf_tag(pf);

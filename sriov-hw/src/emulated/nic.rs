@@ -5,8 +5,8 @@ use std::path::Path;
 
 use super::registers::{self, default_state};
 use super::{
-    EmulateError, EmulateSpec, EmulatedNic, EmulatedVf, MAX_VFS, nft, representor_mac, shaping,
-    tree, validate_pf_name,
+    EmulateError, EmulateSpec, EmulatedNic, EmulatedVf, MAX_VFS, link_group, nft, representor_mac,
+    shaping, tree, validate_pf_name,
 };
 use crate::netlink::Netlink;
 use crate::vfctl::{VfLinkState, VfState};
@@ -40,16 +40,20 @@ pub async fn up(spec: &EmulateSpec) -> Result<EmulatedNic, EmulateError> {
         .map(|l| (l.name.clone(), l))
         .collect();
 
+    let group = link_group(pf);
     let bridge = match links.get(pf) {
         Some(l) => {
             expect_kind(&l.name, l.kind.as_deref(), "bridge")?;
             if !l.up {
                 nl.set_up_by_name(pf, true).await?;
             }
+            if l.group != group {
+                nl.set_group_by_name(pf, group).await?;
+            }
             l.index
         }
         None => {
-            nl.create_bridge(pf, nic.mac).await?;
+            nl.create_bridge(pf, nic.mac, group).await?;
             nl.topology_link(pf)
                 .await?
                 .ok_or_else(|| EmulateError::NoSuchPf {
@@ -81,6 +85,9 @@ pub async fn up(spec: &EmulateSpec) -> Result<EmulatedNic, EmulateError> {
                 if rep.master != Some(bridge) {
                     nl.set_master_by_name(&vf.representor, bridge).await?;
                 }
+                if rep.group != group {
+                    nl.set_group_by_name(&vf.representor, group).await?;
+                }
                 let want_up = state.link_state != Some(VfLinkState::Disable);
                 if rep.up != want_up {
                     nl.set_up_by_name(&vf.representor, want_up).await?;
@@ -89,7 +96,7 @@ pub async fn up(spec: &EmulateSpec) -> Result<EmulatedNic, EmulateError> {
             None => {
                 create_vf(&nl, &nic, vf, bridge, state).await?;
                 if *state != default_state(vf.index) {
-                    apply_vf_state(&nl, vf, state).await?;
+                    apply_vf_state(&nl, pf, vf, state).await?;
                 }
             }
         }
@@ -131,7 +138,8 @@ pub async fn down(pf: &str, sysfs_root: &Path) -> Result<(), EmulateError> {
     }
 }
 
-/// Deletes the PF's bridge and every veth/ifb named like one of its VF links.
+/// Deletes the PF's bridge and every veth/ifb named like one of its VF links: all in one batched
+/// request through the PF's link group when the group holds nothing else, one by one otherwise.
 async fn remove_links(nl: &Netlink, pf: &str, errors: &mut Vec<EmulateError>) {
     let links = match nl.topology_links().await {
         Ok(l) => l,
@@ -140,29 +148,45 @@ async fn remove_links(nl: &Netlink, pf: &str, errors: &mut Vec<EmulateError>) {
             return;
         }
     };
-    // Representors first: each takes its VF netdev along, wherever that is.
-    let mut doomed: Vec<(u8, &str)> = links
+    let group = link_group(pf);
+    // Representors first: each takes its VF netdev along, wherever that is. The bridge last.
+    let mut doomed: Vec<(u8, &str, u32)> = links
         .iter()
         .filter_map(|l| {
+            if l.name == pf {
+                return (l.kind.as_deref() == Some("bridge")).then_some((b'b', pf, l.group));
+            }
             let (kind, _) = own_link(pf, &l.name, l.kind.as_deref())?;
-            Some((kind, l.name.as_str()))
+            Some((kind, l.name.as_str(), l.group))
         })
         .collect();
-    doomed.sort_by_key(|(kind, _)| match kind {
+    if doomed.is_empty() {
+        return;
+    }
+    doomed.sort_by_key(|(kind, _, _)| match kind {
         b'r' => 0,
         b'v' => 1,
-        _ => 2,
+        b'q' => 2,
+        _ => 3,
     });
-    for (_, name) in doomed {
+    let foreign_in_group = links
+        .iter()
+        .any(|l| l.group == group && !doomed.iter().any(|(_, n, _)| *n == l.name));
+    if !foreign_in_group {
+        let mut tagged = true;
+        for (_, name, g) in &doomed {
+            if *g != group && nl.set_group_by_name(name, group).await.is_err() {
+                tagged = false;
+            }
+        }
+        if tagged && nl.delete_link_group(group).await.is_ok() {
+            return;
+        }
+    }
+    for (_, name, _) in doomed {
         if let Err(e) = nl.delete_link_by_name(name).await {
             errors.push(e.into());
         }
-    }
-    if let Some(bridge) = links.iter().find(|l| l.name == pf)
-        && bridge.kind.as_deref() == Some("bridge")
-        && let Err(e) = nl.delete_link_by_name(pf).await
-    {
-        errors.push(e.into());
     }
 }
 
@@ -219,6 +243,7 @@ async fn create_vf(
         bridge,
         &vf.netdev,
         mac,
+        link_group(&nic.pf),
     )
     .await?;
     Ok(())
@@ -231,6 +256,7 @@ async fn create_vf(
 /// skipped: [`revive_vf`] applies its state when it comes back.
 pub(crate) async fn apply_vf_state(
     nl: &Netlink,
+    pf: &str,
     vf: &EmulatedVf,
     state: &VfState,
 ) -> Result<(), EmulateError> {
@@ -238,7 +264,7 @@ pub(crate) async fn apply_vf_state(
         return Ok(());
     }
     apply_link_state(nl, vf, state).await?;
-    apply_rate(nl, vf, state).await?;
+    apply_rate(nl, pf, vf, state).await?;
     apply_mac(nl, vf, state).await
 }
 
@@ -258,13 +284,14 @@ pub(crate) async fn apply_link_state(
 /// tbf through the ifb for a non-zero max rate, nothing for 0.
 pub(crate) async fn apply_rate(
     nl: &Netlink,
+    pf: &str,
     vf: &EmulatedVf,
     state: &VfState,
 ) -> Result<(), EmulateError> {
     if state.max_tx_rate == 0 {
         shaping::clear(nl, vf).await
     } else if nl.topology_link(&vf.representor).await?.is_some() {
-        shaping::apply(nl, vf, state.max_tx_rate).await
+        shaping::apply(nl, vf, state.max_tx_rate, link_group(pf)).await
     } else {
         Ok(())
     }
@@ -325,7 +352,7 @@ pub async fn revive_vf(pf: &str, vf: u32, sysfs_root: &Path) -> Result<bool, Emu
         .cloned()
         .unwrap_or(default_state(vf));
     create_vf(&nl, &nic, v, bridge, &state).await?;
-    apply_vf_state(&nl, v, &state).await?;
+    apply_vf_state(&nl, pf, v, &state).await?;
     nft::apply(&nic, &states)?;
     Ok(true)
 }

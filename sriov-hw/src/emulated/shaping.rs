@@ -41,11 +41,17 @@ fn tc_batch(script: &str, tolerate: &[&str]) -> Result<(), EmulateError> {
     }
 }
 
-/// Limits what `vf` sends to `max_mbps` Mbit/s (> 0). Idempotent: re-applying replaces the rate.
-pub async fn apply(nl: &Netlink, vf: &EmulatedVf, max_mbps: u32) -> Result<(), EmulateError> {
+/// Limits what `vf` sends to `max_mbps` Mbit/s (> 0); a new ifb joins link group `group`.
+/// Idempotent: re-applying replaces the rate.
+pub async fn apply(
+    nl: &Netlink,
+    vf: &EmulatedVf,
+    max_mbps: u32,
+    group: u32,
+) -> Result<(), EmulateError> {
     match nl.topology_link(&vf.ifb).await? {
         Some(_) => nl.set_up_by_name(&vf.ifb, true).await?,
-        None => nl.create_ifb(&vf.ifb).await?,
+        None => nl.create_ifb(&vf.ifb, group).await?,
     }
     let (rep, ifb) = (&vf.representor, &vf.ifb);
     tc_batch(

@@ -24,6 +24,9 @@ pub struct TopologyLink {
     pub master: Option<u32>,
     /// Administratively up.
     pub up: bool,
+    /// The link group (`IFLA_GROUP`, 0 = default); the emulator tags its links with one group per
+    /// PF so teardown can delete them all in one batched request.
+    pub group: u32,
 }
 
 /// Maps an rtnetlink error to ours, naming the operation and its target.
@@ -59,11 +62,13 @@ fn topology_link(msg: &netlink_packet_route::link::LinkMessage) -> TopologyLink 
         kind: None,
         master: None,
         up: msg.header.flags.contains(LinkFlags::Up),
+        group: 0,
     };
     for attr in &msg.attributes {
         match attr {
             LinkAttribute::IfName(n) => out.name = n.clone(),
             LinkAttribute::Controller(m) => out.master = Some(*m),
+            LinkAttribute::Group(g) => out.group = *g,
             LinkAttribute::LinkInfo(infos) => {
                 for info in infos {
                     if let LinkInfo::Kind(k) = info {
@@ -105,10 +110,19 @@ impl Netlink {
         }
     }
 
-    /// Creates an (administratively up) Linux bridge with a fixed MAC, so the bridge's address
-    /// does not change as ports come and go.
-    pub async fn create_bridge(&self, name: &str, mac: MacAddr) -> Result<(), NetlinkError> {
-        let msg = LinkBridge::new(name).address(mac.0.to_vec()).up().build();
+    /// Creates an (administratively up) Linux bridge in link group `group`, with a fixed MAC so
+    /// the bridge's address does not change as ports come and go.
+    pub async fn create_bridge(
+        &self,
+        name: &str,
+        mac: MacAddr,
+        group: u32,
+    ) -> Result<(), NetlinkError> {
+        let msg = LinkBridge::new(name)
+            .address(mac.0.to_vec())
+            .link_group(group)
+            .up()
+            .build();
         self.handle()
             .link()
             .add(msg)
@@ -119,7 +133,8 @@ impl Netlink {
 
     /// Creates the veth pair `port` <-> `peer` in one request: `port` becomes a port of the bridge
     /// with index `master` and is brought up (unless `port_up` is false); `peer` stays down.
-    /// Both ends get fixed MACs.
+    /// Both ends get fixed MACs and join link group `group`.
+    #[allow(clippy::too_many_arguments)]
     pub async fn create_veth_port(
         &self,
         port: &str,
@@ -128,14 +143,17 @@ impl Netlink {
         master: u32,
         peer: &str,
         peer_mac: MacAddr,
+        group: u32,
     ) -> Result<(), NetlinkError> {
         let peer_msg = LinkMessageBuilder::<LinkUnspec>::new()
             .name(peer.to_string())
             .address(peer_mac.0.to_vec())
+            .link_group(group)
             .build();
         let mut builder = LinkVeth::new(port, peer)
             .set_info_data(InfoData::Veth(InfoVeth::Peer(peer_msg)))
             .address(port_mac.0.to_vec())
+            .link_group(group)
             .controller(master);
         builder = if port_up {
             builder.up()
@@ -150,10 +168,10 @@ impl Netlink {
             .map_err(|e| map_err("create veth pair", port, e))
     }
 
-    /// Creates an (administratively up) ifb device, the target of ingress redirection for
-    /// shaping traffic that arrives on a port.
-    pub async fn create_ifb(&self, name: &str) -> Result<(), NetlinkError> {
-        let msg = LinkIfb::new(name).up().build();
+    /// Creates an (administratively up) ifb device in link group `group`, the target of ingress
+    /// redirection for shaping traffic that arrives on a port.
+    pub async fn create_ifb(&self, name: &str, group: u32) -> Result<(), NetlinkError> {
+        let msg = LinkIfb::new(name).link_group(group).up().build();
         self.handle()
             .link()
             .add(msg)
@@ -214,5 +232,38 @@ impl Netlink {
             Err(NetlinkError::NotFound { .. }) => Ok(false),
             Err(e) => Err(e),
         }
+    }
+
+    /// Puts `name` into link group `group`.
+    pub async fn set_group_by_name(&self, name: &str, group: u32) -> Result<(), NetlinkError> {
+        let msg = LinkUnspec::new_with_name(name).link_group(group).build();
+        self.handle()
+            .link()
+            .set(msg)
+            .execute()
+            .await
+            .map_err(|e| map_err("set link group", name, e))
+    }
+
+    /// Deletes every link of group `group` in one request, which the kernel unregisters as one
+    /// batch (one RCU grace period instead of one per link: 256 veth pairs go in well under a
+    /// second instead of ~10 s). Physical devices in the group make the kernel refuse the whole
+    /// request. Group 0 (everything by default) is refused here.
+    pub async fn delete_link_group(&self, group: u32) -> Result<(), NetlinkError> {
+        let target = format!("group {group}");
+        if group == 0 {
+            return Err(NetlinkError::Io {
+                op: "delete link group",
+                message: "refusing to delete the default group 0".to_string(),
+            });
+        }
+        let mut msg = LinkUnspec::new_with_index(0).build();
+        msg.attributes.push(LinkAttribute::Group(group));
+        self.handle()
+            .link()
+            .del_with_message(msg)
+            .execute()
+            .await
+            .map_err(|e| map_err("delete link group", &target, e))
     }
 }

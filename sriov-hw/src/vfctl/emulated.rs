@@ -76,7 +76,7 @@ impl Emulated {
         let state = state.clone();
         match effect {
             Effect::Nft => nft::apply(&nic, &states),
-            Effect::Rate => nic::apply_rate(&self.nl, v, &state).await,
+            Effect::Rate => nic::apply_rate(&self.nl, pf, v, &state).await,
             Effect::LinkState => nic::apply_link_state(&self.nl, v, &state).await,
             Effect::Mac => match nic::apply_mac(&self.nl, v, &state).await {
                 Ok(()) => nft::apply(&nic, &states),
