@@ -296,15 +296,24 @@ pub fn write_tree(root: &Path, nic: &EmulatedNic) -> Result<(), EmulateError> {
     mkdir(&pf.join(super::registers::REGISTERS_DIR))?;
     write(&pf.join("sriov_totalvfs"), &format!("{MAX_VFS}\n"))?;
 
-    let old = read_meta(&pf.join(META_FILE)).ok().flatten();
     // Shrinking: withdraw the surplus VFs first, so no reader follows a link into a removed dir.
-    if let Some(old) = &old {
-        for vf in old.vfs.iter().skip(nic.vfs.len()) {
-            unpublish(root, vf.pci, EMULATED_VF_DRIVER, &vf.netdev)?;
-            remove_file(&pf.join(format!("virtfn{}", vf.index)))?;
-            remove_dir_all(&bus_dir(root, nic.bus).join(vf.pci.to_string()))?;
-            super::registers::remove(&pf, vf.index)?;
+    // Every index up to MAX_VFS is checked (not just the old metadata's), so a tree whose
+    // metadata was lost is reshaped correctly too.
+    for i in nic.vfs.len() as u32..MAX_VFS {
+        let link = pf.join(format!("virtfn{i}"));
+        if fs::symlink_metadata(&link).is_err() {
+            continue;
         }
+        let addr = super::vf_pci(nic.bus, i);
+        unpublish(
+            root,
+            addr,
+            EMULATED_VF_DRIVER,
+            &super::vf_netdev_name(&nic.pf, i),
+        )?;
+        remove_file(&link)?;
+        remove_dir_all(&bus_dir(root, nic.bus).join(addr.to_string()))?;
+        super::registers::remove(&pf, i)?;
     }
     for vf in &nic.vfs {
         let mac = vf.default_mac.to_string();
