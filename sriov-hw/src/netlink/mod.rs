@@ -20,6 +20,7 @@ mod vf_parse;
 pub use addr::{IpPrefix, ParseIpPrefixError, RouteInfo};
 pub use error::NetlinkError;
 pub use link::LinkInfo;
+pub use topology::TopologyLink;
 pub use vf::op as vf_op;
 
 use futures::StreamExt;

@@ -1,48 +1,196 @@
-//! VF control for the emulated NIC (placeholder, H3).
+//! VF control for the emulated NIC (DESIGN.md §3): each setter updates the VF's stored
+//! "registers" and applies the eswitch equivalent — VLAN and spoofchk through the PF's nftables
+//! table, max rate through tc, link state through the representor's admin state, MAC on the
+//! host-side VF netdev.
+//!
+//! Every call applies first and records after, under the PF's register lock: a failed call leaves
+//! the registers as they were. Where the emulation has no equivalent, the call answers like a
+//! real driver would: min TX rate ≠ 0 is refused as unsupported (as igb does), a VF index beyond
+//! the VF count and out-of-range VLAN/QoS values are invalid (the kernel's EINVAL). 802.1ad is
+//! accepted and isolated as its own VLAN space; QoS and trust are recorded only.
 
 use std::path::{Path, PathBuf};
 
-use super::{VfControl, VfError, VfLinkState, VfState, VfVlan};
+use super::{VfControl, VfError, VfErrorKind, VfLinkState, VfState, VfVlan};
+use crate::emulated::{EmulateError, nft, nic, registers, tree, validate_pf_name};
 use crate::mac::MacAddr;
 use crate::netlink::Netlink;
 
-/// Drives the emulated NIC's "VFs" with bridge, nftables and tc equivalents.
+/// Drives the emulated NIC's "VFs" with bridge, nftables and tc equivalents. Holds no state
+/// beyond where the registers are: every call reads them from the PF's sysfs directory, so any
+/// number of processes (one per CNI call) see the same VFs.
 pub struct Emulated {
-    #[allow(dead_code)]
     nl: Netlink,
-    #[allow(dead_code)]
     sysfs_root: PathBuf,
 }
 
+/// Which part of the emulation a register change has to be re-applied to.
+#[derive(Clone, Copy)]
+enum Effect {
+    /// The PF's nftables table (VLAN groups, spoof rules).
+    Nft,
+    /// The ifb + tbf shaping.
+    Rate,
+    /// The representor's admin state.
+    LinkState,
+    /// The host-side VF netdev's MAC, and the spoof rules that name the MAC.
+    Mac,
+    /// Nothing to apply (trust).
+    Record,
+}
+
 impl Emulated {
+    /// A backend using `nl` (a connection in the host namespace, where the bridge and the
+    /// representors live) for the emulated PFs described under `sysfs_root`.
     pub fn new(nl: Netlink, sysfs_root: &Path) -> Self {
         Emulated {
             nl,
             sysfs_root: sysfs_root.to_path_buf(),
         }
     }
+
+    /// Read-modify-apply-record of VF `vf`'s registers under the PF's lock.
+    async fn update(
+        &self,
+        pf: &str,
+        vf: u32,
+        op: &'static str,
+        effect: Effect,
+        edit: impl FnOnce(&mut VfState),
+    ) -> Result<(), VfError> {
+        let err = |e: EmulateError| VfError::new(pf, vf, op, VfErrorKind::Emulation(e.to_string()));
+        validate_pf_name(pf).map_err(err)?;
+        let nic = tree::load(&self.sysfs_root, pf).map_err(err)?;
+        let v = nic.vf(vf).map_err(err)?;
+        let pf_dir = tree::pf_dir(&self.sysfs_root, nic.bus);
+        let _lock = registers::lock(&pf_dir).map_err(err)?;
+        let mut states = registers::read_all(&pf_dir, nic.vfs.len() as u32).map_err(err)?;
+        let Some(state) = states.get_mut(vf as usize) else {
+            return Err(err(EmulateError::NoSuchVf {
+                pf: pf.to_string(),
+                vf,
+                count: nic.vfs.len() as u32,
+            }));
+        };
+        edit(state);
+        let state = state.clone();
+        match effect {
+            Effect::Nft => nft::apply(&nic, &states),
+            Effect::Rate => nic::apply_rate(&self.nl, pf, v, &state).await,
+            Effect::LinkState => nic::apply_link_state(&self.nl, v, &state).await,
+            Effect::Mac => match nic::apply_mac(&self.nl, v, &state).await {
+                Ok(()) => nft::apply(&nic, &states),
+                Err(e) => Err(e),
+            },
+            Effect::Record => Ok(()),
+        }
+        .map_err(err)?;
+        registers::write(&pf_dir, &state).map_err(err)
+    }
+}
+
+/// An argument the kernel would refuse with EINVAL.
+fn invalid(pf: &str, vf: u32, op: &'static str, why: String) -> VfError {
+    VfError::new(
+        pf,
+        vf,
+        op,
+        VfErrorKind::Emulation(format!("invalid argument: {why}")),
+    )
 }
 
 impl VfControl for Emulated {
-    async fn vf_states(&self, _pf: &str) -> Result<Vec<VfState>, VfError> {
-        todo!("H3")
+    /// The registers of every VF of `pf`, in index order. Errors name VF 0.
+    async fn vf_states(&self, pf: &str) -> Result<Vec<VfState>, VfError> {
+        let err = |e: EmulateError| {
+            VfError::new(
+                pf,
+                0,
+                "read VF states",
+                VfErrorKind::Emulation(e.to_string()),
+            )
+        };
+        validate_pf_name(pf).map_err(err)?;
+        let nic = tree::load(&self.sysfs_root, pf).map_err(err)?;
+        let pf_dir = tree::pf_dir(&self.sysfs_root, nic.bus);
+        registers::read_all(&pf_dir, nic.vfs.len() as u32).map_err(err)
     }
-    async fn set_mac(&self, _pf: &str, _vf: u32, _mac: MacAddr) -> Result<(), VfError> {
-        todo!("H3")
+
+    /// Records the admin MAC (all-zero clears it), updates the spoof rule, and sets the VF
+    /// netdev's MAC if it is in the host namespace. Multicast MACs are invalid.
+    async fn set_mac(&self, pf: &str, vf: u32, mac: MacAddr) -> Result<(), VfError> {
+        const OP: &str = "set VF MAC";
+        if mac.is_multicast() {
+            return Err(invalid(pf, vf, OP, format!("{mac} is a multicast address")));
+        }
+        self.update(pf, vf, OP, Effect::Mac, |s| s.mac = Some(mac))
+            .await
     }
-    async fn set_vlan(&self, _pf: &str, _vf: u32, _vlan: VfVlan) -> Result<(), VfError> {
-        todo!("H3")
+
+    /// Moves the VF's representor into the VLAN group of `vlan` (0 = untagged). VLAN ≤ 4095,
+    /// QoS ≤ 7, as the kernel checks.
+    async fn set_vlan(&self, pf: &str, vf: u32, vlan: VfVlan) -> Result<(), VfError> {
+        const OP: &str = "set VF VLAN";
+        if vlan.vlan > 4095 || vlan.qos > 7 {
+            return Err(invalid(
+                pf,
+                vf,
+                OP,
+                format!("VLAN {} QoS {} (VLAN ≤ 4095, QoS ≤ 7)", vlan.vlan, vlan.qos),
+            ));
+        }
+        self.update(pf, vf, OP, Effect::Nft, |s| s.vlan = vlan)
+            .await
     }
-    async fn set_rate(&self, _pf: &str, _vf: u32, _min: u32, _max: u32) -> Result<(), VfError> {
-        todo!("H3")
+
+    /// Shapes what the VF sends to `max_mbps` (0 = unlimited). `min_mbps` ≠ 0 is unsupported.
+    async fn set_rate(
+        &self,
+        pf: &str,
+        vf: u32,
+        min_mbps: u32,
+        max_mbps: u32,
+    ) -> Result<(), VfError> {
+        const OP: &str = "set VF rate";
+        if min_mbps != 0 {
+            return Err(VfError::new(
+                pf,
+                vf,
+                OP,
+                VfErrorKind::Unsupported(format!(
+                    "min_tx_rate {min_mbps} Mbit/s: the emulated NIC cannot guarantee a minimum rate"
+                )),
+            ));
+        }
+        self.update(pf, vf, OP, Effect::Rate, |s| {
+            s.min_tx_rate = 0;
+            s.max_tx_rate = max_mbps;
+        })
+        .await
     }
-    async fn set_spoofchk(&self, _pf: &str, _vf: u32, _on: bool) -> Result<(), VfError> {
-        todo!("H3")
+
+    /// Turns the VF's source-MAC check on or off (effective only while an admin MAC is set).
+    async fn set_spoofchk(&self, pf: &str, vf: u32, on: bool) -> Result<(), VfError> {
+        self.update(pf, vf, "set VF spoofchk", Effect::Nft, |s| {
+            s.spoofchk = Some(on)
+        })
+        .await
     }
-    async fn set_trust(&self, _pf: &str, _vf: u32, _on: bool) -> Result<(), VfError> {
-        todo!("H3")
+
+    /// Records trust; the emulation has no privileged VF operations to gate.
+    async fn set_trust(&self, pf: &str, vf: u32, on: bool) -> Result<(), VfError> {
+        self.update(pf, vf, "set VF trust", Effect::Record, |s| {
+            s.trust = Some(on)
+        })
+        .await
     }
-    async fn set_link_state(&self, _pf: &str, _vf: u32, _s: VfLinkState) -> Result<(), VfError> {
-        todo!("H3")
+
+    /// `Disable` takes the representor down (the VF netdev loses carrier); `Enable` and `Auto`
+    /// (the bridge PF is always up) bring it up.
+    async fn set_link_state(&self, pf: &str, vf: u32, state: VfLinkState) -> Result<(), VfError> {
+        self.update(pf, vf, "set VF link state", Effect::LinkState, |s| {
+            s.link_state = Some(state)
+        })
+        .await
     }
 }

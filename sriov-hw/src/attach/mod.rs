@@ -1,0 +1,231 @@
+//! Attaching a VF to a pod and giving it back: the kernel half of CNI ADD and DEL, shared by the
+//! `sriov` CNI (ADD, DEL) and the agent (GC, reconciler), so there is one undo procedure.
+//!
+//! [`apply`] configures the VF through its PF, moves its netdev into the pod namespace under the
+//! pod-side name and sets addresses and routes; on any failure it runs [`restore`] before
+//! returning, so a failed ADD leaves the VF as it was. [`restore`] is idempotent and never stops at
+//! the first failure: it finds the VF wherever it is (host under any name, still in the pod
+//! namespace, or destroyed with it on the emulated NIC), renames it back, restores MAC and MTU, and
+//! restores the VF's configuration on the PF, then reports every error together.
+
+mod machine;
+mod model;
+
+#[cfg(test)]
+mod tests;
+
+pub use machine::{LinkOps, Machine, NodeMachine};
+pub use model::{Applied, AttachError, Original, PodConfig, Route, Step, VfSettings, VfTarget};
+
+use crate::netns::NetnsHandle;
+use crate::vfctl::VfControl;
+
+/// Applies `settings` to the VF and moves it into `pod_ns` as configured by `pod`. On failure,
+/// everything done is undone (see [`restore`]) and the error names the failed step and carries
+/// any rollback errors.
+pub async fn apply<M: Machine>(
+    m: &M,
+    t: &VfTarget,
+    orig: &Original,
+    settings: &VfSettings,
+    pod_ns: &NetnsHandle,
+    pod: &PodConfig,
+) -> Result<Applied, AttachError> {
+    match apply_steps(m, t, orig, settings, pod_ns, pod).await {
+        Ok(a) => Ok(a),
+        Err(mut e) => {
+            if let Err(rb) = restore(m, t, orig, settings, Some(pod_ns), &pod.ifname).await {
+                e.rollback = rb.into_iter().map(|e| e.to_string()).collect();
+            }
+            Err(e)
+        }
+    }
+}
+
+async fn apply_steps<M: Machine>(
+    m: &M,
+    t: &VfTarget,
+    orig: &Original,
+    s: &VfSettings,
+    pod_ns: &NetnsHandle,
+    pod: &PodConfig,
+) -> Result<Applied, AttachError> {
+    let vfs = m.vfs();
+    let (pf, vf) = (t.pf.as_str(), t.index);
+    // 1. The VF's configuration on the PF (what the pod cannot change from inside).
+    if let Some(vlan) = s.vlan {
+        vfs.set_vlan(pf, vf, vlan).await.map_err(|e| AttachError::vf(Step::VfVlan, e))?;
+    }
+    if s.min_tx_rate.is_some() || s.max_tx_rate.is_some() {
+        let min = s.min_tx_rate.unwrap_or(0);
+        let max = s.max_tx_rate.unwrap_or(0);
+        vfs.set_rate(pf, vf, min, max).await.map_err(|e| AttachError::vf(Step::VfRate, e))?;
+    }
+    if let Some(on) = s.spoofchk {
+        vfs.set_spoofchk(pf, vf, on).await.map_err(|e| AttachError::vf(Step::VfSpoofchk, e))?;
+    }
+    if let Some(on) = s.trust {
+        vfs.set_trust(pf, vf, on).await.map_err(|e| AttachError::vf(Step::VfTrust, e))?;
+    }
+    if let Some(state) = s.link_state {
+        vfs.set_link_state(pf, vf, state).await.map_err(|e| AttachError::vf(Step::VfLinkState, e))?;
+    }
+    if let Some(mac) = s.mac {
+        vfs.set_mac(pf, vf, mac).await.map_err(|e| AttachError::vf(Step::VfMac, e))?;
+    }
+    if t.vfio {
+        // A VF bound to vfio-pci has no netdev: the pod's userspace driver owns it.
+        return Ok(Applied::default());
+    }
+    // 2. The VF netdev, still in the host namespace.
+    let host = m.host();
+    let dev = orig.netdev.as_str();
+    let nl = |step| move |e| AttachError::netlink(step, e);
+    host.set_down(dev).await.map_err(nl(Step::HostDown))?;
+    if let Some(mac) = s.mac {
+        // Most VF drivers only take the PF-assigned MAC after a reset: set it on the netdev too.
+        host.set_mac(dev, mac).await.map_err(nl(Step::NetdevMac))?;
+    }
+    if let Some(mtu) = pod.mtu {
+        host.set_mtu(dev, mtu).await.map_err(nl(Step::NetdevMtu))?;
+    }
+    // 3. Into the pod, renamed in the same request.
+    host.move_to_netns(dev, pod_ns, &pod.ifname).await.map_err(nl(Step::MoveToPod))?;
+    let inside = m.enter(pod_ns).map_err(nl(Step::EnterPod))?;
+    let ifname = pod.ifname.as_str();
+    for a in &pod.addresses {
+        inside.add_address(ifname, *a).await.map_err(nl(Step::Address))?;
+    }
+    inside.set_up(ifname).await.map_err(nl(Step::PodUp))?;
+    for r in &pod.routes {
+        inside.add_route(ifname, r.dst, r.gw).await.map_err(nl(Step::Route))?;
+    }
+    let link = inside
+        .link_by_name(ifname)
+        .await
+        .map_err(nl(Step::ReadBack))?
+        .ok_or_else(|| AttachError::msg(Step::ReadBack, format!("{ifname} vanished from the pod namespace")))?;
+    Ok(Applied {
+        ifname: link.name,
+        mac: link.mac,
+        mtu: link.mtu,
+    })
+}
+
+/// Gives the VF back: netdev in the host namespace under its original name, MAC and MTU, and the
+/// original value of every VF attribute `touched` sets (only those: restoring an attribute ADD never
+/// changed could fail on drivers without it, e.g. link state on igb). Idempotent; attempts every
+/// step and returns all errors.
+///
+/// `pod_ns` is the pod's namespace if it still exists (the caller checked its identity); `ifname`
+/// is the pod-side name the VF was given.
+pub async fn restore<M: Machine>(
+    m: &M,
+    t: &VfTarget,
+    orig: &Original,
+    touched: &VfSettings,
+    pod_ns: Option<&NetnsHandle>,
+    ifname: &str,
+) -> Result<(), Vec<AttachError>> {
+    let mut errs = Vec::new();
+    if !t.vfio {
+        if let Err(e) = restore_netdev(m, t, orig, pod_ns, ifname).await {
+            errs.push(e);
+        }
+    }
+    let vfs = m.vfs();
+    let (pf, vf, o) = (t.pf.as_str(), t.index, &orig.vf);
+    let mut note = |step, r: Result<(), crate::vfctl::VfError>| {
+        if let Err(e) = r {
+            errs.push(AttachError::vf(step, e));
+        }
+    };
+    if touched.mac.is_some() {
+        let mac = o.mac.unwrap_or_default();
+        let r = vfs.set_mac(pf, vf, mac).await;
+        // Some drivers (igb) refuse the all-zero MAC, so "no admin MAC" cannot be put back there.
+        if !(mac.is_zero() && r.as_ref().err().and_then(|e| e.errno()) == Some(libc::EINVAL)) {
+            note(Step::VfMac, r);
+        }
+    }
+    if touched.vlan.is_some() {
+        note(Step::VfVlan, vfs.set_vlan(pf, vf, o.vlan).await);
+    }
+    if touched.min_tx_rate.is_some() || touched.max_tx_rate.is_some() {
+        note(Step::VfRate, vfs.set_rate(pf, vf, o.min_tx_rate, o.max_tx_rate).await);
+    }
+    if let (Some(_), Some(on)) = (touched.spoofchk, o.spoofchk) {
+        note(Step::VfSpoofchk, vfs.set_spoofchk(pf, vf, on).await);
+    }
+    if let (Some(_), Some(on)) = (touched.trust, o.trust) {
+        note(Step::VfTrust, vfs.set_trust(pf, vf, on).await);
+    }
+    if let (Some(_), Some(state)) = (touched.link_state, o.link_state) {
+        note(Step::VfLinkState, vfs.set_link_state(pf, vf, state).await);
+    }
+    if errs.is_empty() { Ok(()) } else { Err(errs) }
+}
+
+async fn restore_netdev<M: Machine>(
+    m: &M,
+    t: &VfTarget,
+    orig: &Original,
+    pod_ns: Option<&NetnsHandle>,
+    ifname: &str,
+) -> Result<(), AttachError> {
+    let nl = |step| move |e| AttachError::netlink(step, e);
+    let host = m.host();
+    let mut name = m.find_in_host(t, orig).await;
+    if name.is_none() {
+        if let Some(ns) = pod_ns {
+            name = bring_back(m, ns, ifname, &orig.netdev).await?;
+        }
+    }
+    if name.is_none() {
+        // The namespace is gone: real VFs come back to the host by themselves (maybe a moment
+        // later); the emulated NIC's veth died with it and is re-created.
+        name = m.recover(t, orig).await.map_err(|e| AttachError::vf(Step::Recover, e))?;
+    }
+    let Some(name) = name else {
+        return Err(AttachError::msg(
+            Step::Locate,
+            format!("VF {} netdev not found in the host or the pod namespace", t.pci),
+        ));
+    };
+    host.set_down(&name).await.map_err(nl(Step::HostDown))?;
+    if name != orig.netdev {
+        host.set_name(&name, &orig.netdev).await.map_err(nl(Step::Rename))?;
+    }
+    let dev = orig.netdev.as_str();
+    host.flush_addresses(dev).await.map_err(nl(Step::Address))?;
+    if let Some(mac) = orig.mac {
+        host.set_mac(dev, mac).await.map_err(nl(Step::NetdevMac))?;
+    }
+    if orig.mtu > 0 {
+        host.set_mtu(dev, orig.mtu).await.map_err(nl(Step::NetdevMtu))?;
+    }
+    Ok(())
+}
+
+/// Moves the VF out of a live pod namespace, renaming it to its host name in the same request.
+/// It may be there as `ifname` or, after a failed rename on ADD, under its host name.
+async fn bring_back<M: Machine>(
+    m: &M,
+    ns: &NetnsHandle,
+    ifname: &str,
+    host_name: &str,
+) -> Result<Option<String>, AttachError> {
+    let nl = |step| move |e| AttachError::netlink(step, e);
+    let inside = m.enter(ns).map_err(nl(Step::EnterPod))?;
+    for candidate in [ifname, host_name] {
+        if inside.link_by_name(candidate).await.map_err(nl(Step::Locate))?.is_some() {
+            inside.set_down(candidate).await.map_err(nl(Step::PodDown))?;
+            inside
+                .move_to_netns(candidate, m.host_ns(), host_name)
+                .await
+                .map_err(nl(Step::MoveToHost))?;
+            return Ok(Some(host_name.to_string()));
+        }
+    }
+    Ok(None)
+}
