@@ -44,6 +44,8 @@ pub mod podresources {
 }
 
 /// Protocol facts of the kubelet APIs: versions, socket locations, health values.
+pub mod convert;
+
 /// Our node API between the `sriov` CNI plugin and the agent (package `sriov.node.v1`).
 pub mod node {
     #![allow(missing_docs)]

@@ -73,6 +73,7 @@ fn mixed_host_e810() {
             numa_node: Some(0),
             iommu_group: Some(41 + u32::from(i)),
             link_type: Some("ether".into()),
+            rdma: false,
         })
         .collect();
     assert_eq!(e810.vfs, want);

@@ -15,16 +15,33 @@ use crate::vfctl::{Backend, VfControl, VfError};
 
 /// Link operations in one namespace (implemented by [`Netlink`]).
 pub trait LinkOps {
-    fn link_by_name(&self, name: &str) -> impl Future<Output = Result<Option<LinkInfo>, NetlinkError>>;
+    fn link_by_name(
+        &self,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<LinkInfo>, NetlinkError>>;
     fn set_up(&self, link: &str) -> impl Future<Output = Result<(), NetlinkError>>;
     fn set_down(&self, link: &str) -> impl Future<Output = Result<(), NetlinkError>>;
     fn set_name(&self, link: &str, new: &str) -> impl Future<Output = Result<(), NetlinkError>>;
     fn set_mac(&self, link: &str, mac: MacAddr) -> impl Future<Output = Result<(), NetlinkError>>;
     fn set_mtu(&self, link: &str, mtu: u32) -> impl Future<Output = Result<(), NetlinkError>>;
-    fn move_to_netns(&self, link: &str, ns: &NetnsHandle, new: &str) -> impl Future<Output = Result<(), NetlinkError>>;
-    fn add_address(&self, link: &str, a: IpPrefix) -> impl Future<Output = Result<(), NetlinkError>>;
+    fn move_to_netns(
+        &self,
+        link: &str,
+        ns: &NetnsHandle,
+        new: &str,
+    ) -> impl Future<Output = Result<(), NetlinkError>>;
+    fn add_address(
+        &self,
+        link: &str,
+        a: IpPrefix,
+    ) -> impl Future<Output = Result<(), NetlinkError>>;
     fn flush_addresses(&self, link: &str) -> impl Future<Output = Result<(), NetlinkError>>;
-    fn add_route(&self, link: &str, dst: IpPrefix, gw: Option<IpAddr>) -> impl Future<Output = Result<(), NetlinkError>>;
+    fn add_route(
+        &self,
+        link: &str,
+        dst: IpPrefix,
+        gw: Option<IpAddr>,
+    ) -> impl Future<Output = Result<(), NetlinkError>>;
 }
 
 impl LinkOps for Netlink {
@@ -46,7 +63,12 @@ impl LinkOps for Netlink {
     async fn set_mtu(&self, link: &str, mtu: u32) -> Result<(), NetlinkError> {
         Netlink::set_mtu(self, link, mtu).await
     }
-    async fn move_to_netns(&self, link: &str, ns: &NetnsHandle, new: &str) -> Result<(), NetlinkError> {
+    async fn move_to_netns(
+        &self,
+        link: &str,
+        ns: &NetnsHandle,
+        new: &str,
+    ) -> Result<(), NetlinkError> {
         Netlink::move_to_netns(self, link, ns, new).await
     }
     async fn add_address(&self, link: &str, a: IpPrefix) -> Result<(), NetlinkError> {
@@ -55,7 +77,12 @@ impl LinkOps for Netlink {
     async fn flush_addresses(&self, link: &str) -> Result<(), NetlinkError> {
         Netlink::flush_addresses(self, link).await
     }
-    async fn add_route(&self, link: &str, dst: IpPrefix, gw: Option<IpAddr>) -> Result<(), NetlinkError> {
+    async fn add_route(
+        &self,
+        link: &str,
+        dst: IpPrefix,
+        gw: Option<IpAddr>,
+    ) -> Result<(), NetlinkError> {
         Netlink::add_route(self, link, dst, gw).await
     }
 }
@@ -75,7 +102,11 @@ pub trait Machine {
     fn find_in_host(&self, t: &VfTarget, orig: &Original) -> impl Future<Output = Option<String>>;
     /// Gets the VF netdev back when its namespace is gone: waits for a real VF to reappear, or
     /// re-creates an emulated one. `Ok(None)` if it did not come back.
-    fn recover(&self, t: &VfTarget, orig: &Original) -> impl Future<Output = Result<Option<String>, VfError>>;
+    fn recover(
+        &self,
+        t: &VfTarget,
+        orig: &Original,
+    ) -> impl Future<Output = Result<Option<String>, VfError>>;
 }
 
 /// The real node: netlink in the host namespace, the VF backend of the PF's driver, and sysfs.
@@ -163,7 +194,14 @@ impl Machine for NodeMachine {
         if self.emulated {
             crate::emulated::revive_vf(&t.pf, t.index, &self.sysfs_root)
                 .await
-                .map_err(|e| VfError::new(&t.pf, t.index, "re-create emulated VF", crate::vfctl::VfErrorKind::Emulation(e.to_string())))?;
+                .map_err(|e| {
+                    VfError::new(
+                        &t.pf,
+                        t.index,
+                        "re-create emulated VF",
+                        crate::vfctl::VfErrorKind::Emulation(e.to_string()),
+                    )
+                })?;
             return Ok(self.find_in_host(t, orig).await);
         }
         let deadline = std::time::Instant::now() + REAPPEAR_WAIT;

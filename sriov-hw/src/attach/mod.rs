@@ -54,24 +54,36 @@ async fn apply_steps<M: Machine>(
     let (pf, vf) = (t.pf.as_str(), t.index);
     // 1. The VF's configuration on the PF (what the pod cannot change from inside).
     if let Some(vlan) = s.vlan {
-        vfs.set_vlan(pf, vf, vlan).await.map_err(|e| AttachError::vf(Step::VfVlan, e))?;
+        vfs.set_vlan(pf, vf, vlan)
+            .await
+            .map_err(|e| AttachError::vf(Step::VfVlan, e))?;
     }
     if s.min_tx_rate.is_some() || s.max_tx_rate.is_some() {
         let min = s.min_tx_rate.unwrap_or(0);
         let max = s.max_tx_rate.unwrap_or(0);
-        vfs.set_rate(pf, vf, min, max).await.map_err(|e| AttachError::vf(Step::VfRate, e))?;
+        vfs.set_rate(pf, vf, min, max)
+            .await
+            .map_err(|e| AttachError::vf(Step::VfRate, e))?;
     }
     if let Some(on) = s.spoofchk {
-        vfs.set_spoofchk(pf, vf, on).await.map_err(|e| AttachError::vf(Step::VfSpoofchk, e))?;
+        vfs.set_spoofchk(pf, vf, on)
+            .await
+            .map_err(|e| AttachError::vf(Step::VfSpoofchk, e))?;
     }
     if let Some(on) = s.trust {
-        vfs.set_trust(pf, vf, on).await.map_err(|e| AttachError::vf(Step::VfTrust, e))?;
+        vfs.set_trust(pf, vf, on)
+            .await
+            .map_err(|e| AttachError::vf(Step::VfTrust, e))?;
     }
     if let Some(state) = s.link_state {
-        vfs.set_link_state(pf, vf, state).await.map_err(|e| AttachError::vf(Step::VfLinkState, e))?;
+        vfs.set_link_state(pf, vf, state)
+            .await
+            .map_err(|e| AttachError::vf(Step::VfLinkState, e))?;
     }
     if let Some(mac) = s.mac {
-        vfs.set_mac(pf, vf, mac).await.map_err(|e| AttachError::vf(Step::VfMac, e))?;
+        vfs.set_mac(pf, vf, mac)
+            .await
+            .map_err(|e| AttachError::vf(Step::VfMac, e))?;
     }
     if t.vfio {
         // A VF bound to vfio-pci has no netdev: the pod's userspace driver owns it.
@@ -90,21 +102,34 @@ async fn apply_steps<M: Machine>(
         host.set_mtu(dev, mtu).await.map_err(nl(Step::NetdevMtu))?;
     }
     // 3. Into the pod, renamed in the same request.
-    host.move_to_netns(dev, pod_ns, &pod.ifname).await.map_err(nl(Step::MoveToPod))?;
+    host.move_to_netns(dev, pod_ns, &pod.ifname)
+        .await
+        .map_err(nl(Step::MoveToPod))?;
     let inside = m.enter(pod_ns).map_err(nl(Step::EnterPod))?;
     let ifname = pod.ifname.as_str();
     for a in &pod.addresses {
-        inside.add_address(ifname, *a).await.map_err(nl(Step::Address))?;
+        inside
+            .add_address(ifname, *a)
+            .await
+            .map_err(nl(Step::Address))?;
     }
     inside.set_up(ifname).await.map_err(nl(Step::PodUp))?;
     for r in &pod.routes {
-        inside.add_route(ifname, r.dst, r.gw).await.map_err(nl(Step::Route))?;
+        inside
+            .add_route(ifname, r.dst, r.gw)
+            .await
+            .map_err(nl(Step::Route))?;
     }
     let link = inside
         .link_by_name(ifname)
         .await
         .map_err(nl(Step::ReadBack))?
-        .ok_or_else(|| AttachError::msg(Step::ReadBack, format!("{ifname} vanished from the pod namespace")))?;
+        .ok_or_else(|| {
+            AttachError::msg(
+                Step::ReadBack,
+                format!("{ifname} vanished from the pod namespace"),
+            )
+        })?;
     Ok(Applied {
         ifname: link.name,
         mac: link.mac,
@@ -128,10 +153,10 @@ pub async fn restore<M: Machine>(
     ifname: &str,
 ) -> Result<(), Vec<AttachError>> {
     let mut errs = Vec::new();
-    if !t.vfio {
-        if let Err(e) = restore_netdev(m, t, orig, pod_ns, ifname).await {
-            errs.push(e);
-        }
+    if !t.vfio
+        && let Err(e) = restore_netdev(m, t, orig, pod_ns, ifname).await
+    {
+        errs.push(e);
     }
     let vfs = m.vfs();
     let (pf, vf, o) = (t.pf.as_str(), t.index, &orig.vf);
@@ -152,7 +177,10 @@ pub async fn restore<M: Machine>(
         note(Step::VfVlan, vfs.set_vlan(pf, vf, o.vlan).await);
     }
     if touched.min_tx_rate.is_some() || touched.max_tx_rate.is_some() {
-        note(Step::VfRate, vfs.set_rate(pf, vf, o.min_tx_rate, o.max_tx_rate).await);
+        note(
+            Step::VfRate,
+            vfs.set_rate(pf, vf, o.min_tx_rate, o.max_tx_rate).await,
+        );
     }
     if let (Some(_), Some(on)) = (touched.spoofchk, o.spoofchk) {
         note(Step::VfSpoofchk, vfs.set_spoofchk(pf, vf, on).await);
@@ -176,25 +204,33 @@ async fn restore_netdev<M: Machine>(
     let nl = |step| move |e| AttachError::netlink(step, e);
     let host = m.host();
     let mut name = m.find_in_host(t, orig).await;
-    if name.is_none() {
-        if let Some(ns) = pod_ns {
-            name = bring_back(m, ns, ifname, &orig.netdev).await?;
-        }
+    if name.is_none()
+        && let Some(ns) = pod_ns
+    {
+        name = bring_back(m, ns, ifname, &orig.netdev).await?;
     }
     if name.is_none() {
         // The namespace is gone: real VFs come back to the host by themselves (maybe a moment
         // later); the emulated NIC's veth died with it and is re-created.
-        name = m.recover(t, orig).await.map_err(|e| AttachError::vf(Step::Recover, e))?;
+        name = m
+            .recover(t, orig)
+            .await
+            .map_err(|e| AttachError::vf(Step::Recover, e))?;
     }
     let Some(name) = name else {
         return Err(AttachError::msg(
             Step::Locate,
-            format!("VF {} netdev not found in the host or the pod namespace", t.pci),
+            format!(
+                "VF {} netdev not found in the host or the pod namespace",
+                t.pci
+            ),
         ));
     };
     host.set_down(&name).await.map_err(nl(Step::HostDown))?;
     if name != orig.netdev {
-        host.set_name(&name, &orig.netdev).await.map_err(nl(Step::Rename))?;
+        host.set_name(&name, &orig.netdev)
+            .await
+            .map_err(nl(Step::Rename))?;
     }
     let dev = orig.netdev.as_str();
     host.flush_addresses(dev).await.map_err(nl(Step::Address))?;
@@ -202,7 +238,9 @@ async fn restore_netdev<M: Machine>(
         host.set_mac(dev, mac).await.map_err(nl(Step::NetdevMac))?;
     }
     if orig.mtu > 0 {
-        host.set_mtu(dev, orig.mtu).await.map_err(nl(Step::NetdevMtu))?;
+        host.set_mtu(dev, orig.mtu)
+            .await
+            .map_err(nl(Step::NetdevMtu))?;
     }
     Ok(())
 }
@@ -218,8 +256,16 @@ async fn bring_back<M: Machine>(
     let nl = |step| move |e| AttachError::netlink(step, e);
     let inside = m.enter(ns).map_err(nl(Step::EnterPod))?;
     for candidate in [ifname, host_name] {
-        if inside.link_by_name(candidate).await.map_err(nl(Step::Locate))?.is_some() {
-            inside.set_down(candidate).await.map_err(nl(Step::PodDown))?;
+        if inside
+            .link_by_name(candidate)
+            .await
+            .map_err(nl(Step::Locate))?
+            .is_some()
+        {
+            inside
+                .set_down(candidate)
+                .await
+                .map_err(nl(Step::PodDown))?;
             inside
                 .move_to_netns(candidate, m.host_ns(), host_name)
                 .await

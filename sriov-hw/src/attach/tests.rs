@@ -23,7 +23,11 @@ struct Rec {
 impl Rec {
     fn op(&self, s: String) -> Result<(), NetlinkError> {
         // One-shot: the injected failure fires once, so the rollback's own calls succeed.
-        let failing = self.fail.borrow().as_ref().is_some_and(|f| s.starts_with(f.as_str()));
+        let failing = self
+            .fail
+            .borrow()
+            .as_ref()
+            .is_some_and(|f| s.starts_with(f.as_str()));
         if failing {
             self.fail.borrow_mut().take();
         }
@@ -78,7 +82,12 @@ impl LinkOps for Links {
     async fn set_mtu(&self, l: &str, mtu: u32) -> Result<(), NetlinkError> {
         self.rec.op(format!("{} mtu {l} {mtu}", self.ns))
     }
-    async fn move_to_netns(&self, l: &str, _ns: &NetnsHandle, new: &str) -> Result<(), NetlinkError> {
+    async fn move_to_netns(
+        &self,
+        l: &str,
+        _ns: &NetnsHandle,
+        new: &str,
+    ) -> Result<(), NetlinkError> {
         self.rec.op(format!("{} move {l} {new}", self.ns))?;
         let to = if self.ns == "host" { "pod" } else { "host" };
         *self.rec.vf_at.borrow_mut() = (to.into(), new.into());
@@ -90,7 +99,12 @@ impl LinkOps for Links {
     async fn flush_addresses(&self, l: &str) -> Result<(), NetlinkError> {
         self.rec.op(format!("{} flush {l}", self.ns))
     }
-    async fn add_route(&self, l: &str, dst: IpPrefix, gw: Option<IpAddr>) -> Result<(), NetlinkError> {
+    async fn add_route(
+        &self,
+        l: &str,
+        dst: IpPrefix,
+        gw: Option<IpAddr>,
+    ) -> Result<(), NetlinkError> {
         self.rec.op(format!("{} route {l} {dst} {gw:?}", self.ns))
     }
 }
@@ -140,7 +154,10 @@ impl M {
     fn new(rec: Rec) -> Self {
         let rec = Rc::new(rec);
         M {
-            host: Links { ns: "host", rec: rec.clone() },
+            host: Links {
+                ns: "host",
+                rec: rec.clone(),
+            },
             vfs: Vfs(rec.clone()),
             rec,
             ns: NetnsHandle::current().expect("own netns"),
@@ -164,7 +181,10 @@ impl Machine for M {
         &self.ns
     }
     fn enter(&self, _ns: &NetnsHandle) -> Result<Links, NetlinkError> {
-        Ok(Links { ns: "pod", rec: self.rec.clone() })
+        Ok(Links {
+            ns: "pod",
+            rec: self.rec.clone(),
+        })
     }
     async fn find_in_host(&self, _t: &VfTarget, _o: &Original) -> Option<String> {
         let (at, n) = self.rec.vf_at.borrow().clone();
@@ -208,7 +228,11 @@ fn orig() -> Original {
 fn settings() -> VfSettings {
     VfSettings {
         mac: Some(MacAddr([2, 0, 0, 0, 0, 0x10])),
-        vlan: Some(VfVlan { vlan: 100, qos: 3, ..Default::default() }),
+        vlan: Some(VfVlan {
+            vlan: 100,
+            qos: 3,
+            ..Default::default()
+        }),
         max_tx_rate: Some(100),
         trust: Some(true),
         ..Default::default()
@@ -220,7 +244,10 @@ fn pod() -> PodConfig {
         ifname: "net1".into(),
         mtu: Some(1400),
         addresses: vec!["10.0.0.5/24".parse().unwrap()],
-        routes: vec![Route { dst: "0.0.0.0/0".parse().unwrap(), gw: Some("10.0.0.1".parse().unwrap()) }],
+        routes: vec![Route {
+            dst: "0.0.0.0/0".parse().unwrap(),
+            gw: Some("10.0.0.1".parse().unwrap()),
+        }],
     }
 }
 
@@ -232,13 +259,24 @@ fn rec_in_host() -> Rec {
 }
 
 fn block<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f)
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+        .block_on(f)
 }
 
 #[test]
 fn apply_runs_steps_in_order() {
     let m = M::new(rec_in_host());
-    let a = block(apply(&m, &target(), &orig(), &settings(), &m.ns.clone(), &pod())).unwrap();
+    let a = block(apply(
+        &m,
+        &target(),
+        &orig(),
+        &settings(),
+        &m.ns.clone(),
+        &pod(),
+    ))
+    .unwrap();
     assert_eq!(a.ifname, "net1");
     assert_eq!(
         m.log(),
@@ -260,24 +298,66 @@ fn apply_runs_steps_in_order() {
 
 #[test]
 fn failure_at_any_step_rolls_back_everything_touched() {
-    for fail in ["vf 3 rate", "host mac", "host move", "pod addr", "pod route"] {
+    for fail in [
+        "vf 3 rate",
+        "host mac",
+        "host move",
+        "pod addr",
+        "pod route",
+    ] {
         let rec = rec_in_host();
         *rec.fail.borrow_mut() = Some(fail.into());
         let m = M::new(rec);
-        let e = block(apply(&m, &target(), &orig(), &settings(), &m.ns.clone(), &pod())).unwrap_err();
-        assert!(e.rollback.is_empty(), "{fail}: rollback left {:?}", e.rollback);
+        let e = block(apply(
+            &m,
+            &target(),
+            &orig(),
+            &settings(),
+            &m.ns.clone(),
+            &pod(),
+        ))
+        .unwrap_err();
+        assert!(
+            e.rollback.is_empty(),
+            "{fail}: rollback left {:?}",
+            e.rollback
+        );
         // Only the failing op itself is excluded from the "done" set; the restore must put back
         // the VF VLAN, rate, trust and MAC, and leave the netdev in the host under its own name.
         let log = m.log();
         let after = log.iter().position(|l| l.starts_with(fail)).unwrap() + 1;
         let undo = &log[after..];
-        assert!(undo.contains(&"vf 3 vlan 0 0".to_string()), "{fail}: {undo:?}");
-        assert!(undo.contains(&"vf 3 rate 0 0".to_string()), "{fail}: {undo:?}");
-        assert!(undo.contains(&"vf 3 trust false".to_string()), "{fail}: {undo:?}");
-        assert!(undo.contains(&"vf 3 mac 00:00:00:00:00:00".to_string()), "{fail}: {undo:?}");
-        assert!(!undo.iter().any(|l| l.contains("spoofchk") || l.contains("link_state")), "{fail}: touched untouched attrs {undo:?}");
-        assert_eq!(*m.rec.vf_at.borrow(), ("host".to_string(), "pf0v3".to_string()), "{fail}");
-        assert!(undo.contains(&"host mac pf0v3 02:00:00:00:00:03".to_string()), "{fail}: {undo:?}");
+        assert!(
+            undo.contains(&"vf 3 vlan 0 0".to_string()),
+            "{fail}: {undo:?}"
+        );
+        assert!(
+            undo.contains(&"vf 3 rate 0 0".to_string()),
+            "{fail}: {undo:?}"
+        );
+        assert!(
+            undo.contains(&"vf 3 trust false".to_string()),
+            "{fail}: {undo:?}"
+        );
+        assert!(
+            undo.contains(&"vf 3 mac 00:00:00:00:00:00".to_string()),
+            "{fail}: {undo:?}"
+        );
+        assert!(
+            !undo
+                .iter()
+                .any(|l| l.contains("spoofchk") || l.contains("link_state")),
+            "{fail}: touched untouched attrs {undo:?}"
+        );
+        assert_eq!(
+            *m.rec.vf_at.borrow(),
+            ("host".to_string(), "pf0v3".to_string()),
+            "{fail}"
+        );
+        assert!(
+            undo.contains(&"host mac pf0v3 02:00:00:00:00:03".to_string()),
+            "{fail}: {undo:?}"
+        );
     }
 }
 
@@ -288,9 +368,20 @@ fn restore_brings_the_vf_out_of_a_live_pod_namespace() {
         ..Default::default()
     };
     let m = M::new(rec);
-    block(restore(&m, &target(), &orig(), &settings(), Some(&m.ns.clone()), "net1")).unwrap();
+    block(restore(
+        &m,
+        &target(),
+        &orig(),
+        &settings(),
+        Some(&m.ns.clone()),
+        "net1",
+    ))
+    .unwrap();
     let log = m.log();
-    assert_eq!(&log[..3], ["pod down net1", "pod move net1 pf0v3", "host down pf0v3"]);
+    assert_eq!(
+        &log[..3],
+        ["pod down net1", "pod move net1 pf0v3", "host down pf0v3"]
+    );
 }
 
 #[test]
@@ -301,7 +392,11 @@ fn restore_renames_a_vf_that_came_back_under_its_pod_name() {
     };
     let m = M::new(rec);
     block(restore(&m, &target(), &orig(), &settings(), None, "net1")).unwrap();
-    assert!(m.log().contains(&"host rename net1 pf0v3".to_string()), "{:?}", m.log());
+    assert!(
+        m.log().contains(&"host rename net1 pf0v3".to_string()),
+        "{:?}",
+        m.log()
+    );
 }
 
 #[test]
@@ -328,5 +423,9 @@ fn vfio_vf_only_gets_pf_side_configuration() {
     let mut t = target();
     t.vfio = true;
     block(apply(&m, &t, &orig(), &settings(), &m.ns.clone(), &pod())).unwrap();
-    assert!(m.log().iter().all(|l| l.starts_with("vf ")), "{:?}", m.log());
+    assert!(
+        m.log().iter().all(|l| l.starts_with("vf ")),
+        "{:?}",
+        m.log()
+    );
 }

@@ -49,7 +49,9 @@ pub(crate) fn read(
         optional(t, warnings).map(link_type_name)
     });
     // An RDMA-capable function lists its RDMA device(s) under `infiniband/`.
-    let rdma = sysfs.list_dir(dir.join("infiniband")).is_ok_and(|d| !d.is_empty());
+    let rdma = sysfs
+        .list_dir(dir.join("infiniband"))
+        .is_ok_and(|d| !d.is_empty());
     Ok(Common {
         rdma,
         vendor,
