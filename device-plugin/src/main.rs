@@ -2,6 +2,7 @@
 //! operator tools around it (`inventory`, `emulate`).
 
 mod cli;
+mod podtable;
 mod pools;
 
 use std::process::ExitCode;
