@@ -52,9 +52,12 @@ mod keys;
 mod model;
 mod raw;
 mod validate;
+mod watch;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_reload;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -64,6 +67,8 @@ use std::net::IpAddr;
 pub use error::{PodTableError, Problem, Scope};
 #[allow(unused_imports)]
 pub use model::{Dns, IpCidr, ParseCidrError, PodConfig, Route};
+#[allow(unused_imports)]
+pub use watch::{PodTableSource, RefreshOutcome, SourceStatus};
 
 /// The highest rate (Mbit/s) the table accepts: 1 Tbit/s, beyond any NIC; larger values are
 /// typos (or bytes where Mbit was meant).
