@@ -206,7 +206,16 @@ impl ConfigMapVolume {
         self.generation += 1;
         let new = format!("..gen_{}", self.generation);
         std::fs::create_dir(root.join(&new)).unwrap();
-        std::fs::write(root.join(&new).join("table.json"), content).unwrap();
+        let file = root.join(&new).join("table.json");
+        std::fs::write(&file, content).unwrap();
+        // Old timestamps, so the reloader trusts its stamp: only the inode reveals the swap.
+        let then = SystemTime::now() - Duration::from_secs(60);
+        std::fs::File::options()
+            .write(true)
+            .open(&file)
+            .unwrap()
+            .set_modified(then)
+            .unwrap();
         std::os::unix::fs::symlink(&new, root.join("..data_tmp")).unwrap();
         std::fs::rename(root.join("..data_tmp"), root.join("..data")).unwrap();
         let _ = std::fs::remove_dir_all(root.join(old));
