@@ -3,4 +3,5 @@
 
 pub mod cli;
 pub mod ledger;
+pub mod podtable;
 pub mod pools;
