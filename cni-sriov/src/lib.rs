@@ -1,9 +1,12 @@
 //! The `sriov` CNI plugin as a library: the binary in `main.rs` is a thin shell around [`run`], so
 //! the verbs can be tested in-process.
 
+pub mod agent;
+pub mod cmd;
 pub mod cni_args;
 pub mod env;
 pub mod error;
+pub mod ipam;
 pub mod netconf;
 pub mod request;
 pub mod result;
@@ -28,19 +31,16 @@ pub fn run(
             "cannot read the network configuration from stdin",
         )
     })?;
-    let conf: serde_json::Value = serde_json::from_slice(stdin).map_err(|e| {
-        CniError::new(code::DECODE, "cannot decode the network configuration")
-            .with_details(e.to_string())
-    })?;
-    let v = conf
-        .get("cniVersion")
-        .and_then(|v| v.as_str())
-        .ok_or_else(|| CniError::new(code::INVALID_CONFIG, "cniVersion is missing"))?;
-    version::check(v)?;
-    Err(CniError::new(
-        code::INTERNAL,
-        format!("{cmd:?} is not implemented in this build"),
-    ))
+    let conf = netconf::NetConf::parse(stdin)?;
+    let req = request::Request::from_env(cmd, &get_env)?;
+    match cmd {
+        env::Command::Add => cmd::add(&req, &conf),
+        env::Command::Del => cmd::del(&req, &conf),
+        env::Command::Check => cmd::check(&req, &conf),
+        env::Command::Gc => cmd::gc(&conf),
+        env::Command::Status => cmd::status(&conf),
+        env::Command::Version => Ok(version::version_reply(stdin)),
+    }
 }
 
 /// The `cniVersion` the runtime sent, for shaping the error reply; the newest when unknown.

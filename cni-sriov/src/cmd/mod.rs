@@ -1,0 +1,74 @@
+//! The CNI verbs. Each runs its async part on a `current_thread` runtime built only for it, so
+//! VERSION and argument errors never pay for a runtime.
+
+mod add;
+mod check;
+mod del;
+mod gc;
+mod status;
+
+use std::path::Path;
+
+use sriov_hw::attach::AttachError;
+use sriov_hw::netns::NetnsHandle;
+use sriov_proto::node::{Attachment, AttachmentKey};
+
+use crate::error::{CniError, code};
+use crate::request::Request;
+
+pub use add::add;
+pub use check::check;
+pub use del::del;
+pub use gc::gc;
+pub use status::status;
+
+/// Runs `f` to completion on a fresh single-threaded runtime.
+fn block_on<F: std::future::Future>(f: F) -> Result<F::Output, CniError> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CniError::new(code::INTERNAL, format!("cannot start the runtime: {e}")))?;
+    Ok(rt.block_on(f))
+}
+
+/// The ledger key of this call.
+fn key(req: &Request) -> AttachmentKey {
+    AttachmentKey {
+        container_id: req.container_id.clone(),
+        ifname: req.ifname.clone(),
+    }
+}
+
+/// The pod's namespace if it still exists and is the one recorded at ADD (paths like
+/// `/proc/<pid>/ns/net` are reused, so the identity is compared, not the path).
+fn live_netns(req_netns: Option<&Path>, rec: &Attachment) -> Option<NetnsHandle> {
+    let same = |h: &NetnsHandle| h.id().dev == rec.netns_dev && h.id().ino == rec.netns_ino;
+    req_netns
+        .into_iter()
+        .chain(Some(Path::new(&rec.netns_path)).filter(|p| !p.as_os_str().is_empty()))
+        .filter_map(|p| NetnsHandle::open(p).ok())
+        .find(same)
+}
+
+/// Maps a failed kernel step to a CNI error: a device refusing a setting (not supported, invalid
+/// value) is a configuration error (7); anything else is an I/O failure (5).
+fn kernel_error(what: &str, e: &AttachError) -> CniError {
+    let refused = matches!(
+        e.errno,
+        Some(libc::EOPNOTSUPP | libc::EPROTONOSUPPORT | libc::EINVAL | libc::ERANGE)
+    );
+    let c = if refused {
+        code::INVALID_CONFIG
+    } else {
+        code::IO_FAILURE
+    };
+    CniError::new(c, format!("{what}: {e}"))
+}
+
+/// Joins restore errors for a message.
+fn joined(errs: &[AttachError]) -> String {
+    errs.iter()
+        .map(|e| e.to_string())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
