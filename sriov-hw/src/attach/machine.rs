@@ -6,7 +6,7 @@ use std::future::Future;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-use super::model::{Original, VfTarget};
+use super::model::{Original, Step, VfTarget};
 use crate::mac::MacAddr;
 use crate::netlink::{IpPrefix, LinkInfo, Netlink, NetlinkError};
 use crate::netns::NetnsHandle;
@@ -107,6 +107,9 @@ pub trait Machine {
         t: &VfTarget,
         orig: &Original,
     ) -> impl Future<Output = Result<Option<String>, VfError>>;
+    /// Called before each step of ADD. Real nodes do nothing; with the `fault-injection` feature,
+    /// [`NodeMachine`] kills the process at the step named by `SRIOV_FAULT_STEP`.
+    fn checkpoint(&self, _step: Step) {}
 }
 
 /// The real node: netlink in the host namespace, the VF backend of the PF's driver, and sysfs.
@@ -177,6 +180,16 @@ impl Machine for NodeMachine {
     }
     fn enter(&self, ns: &NetnsHandle) -> Result<Netlink, NetlinkError> {
         Netlink::in_netns(ns)
+    }
+
+    #[cfg(feature = "fault-injection")]
+    fn checkpoint(&self, step: Step) {
+        if std::env::var("SRIOV_FAULT_STEP").is_ok_and(|s| s == step.to_string()) {
+            // SAFETY: raising SIGKILL on ourselves has no preconditions; it does not return.
+            unsafe {
+                libc::kill(libc::getpid(), libc::SIGKILL);
+            }
+        }
     }
 
     async fn find_in_host(&self, t: &VfTarget, orig: &Original) -> Option<String> {

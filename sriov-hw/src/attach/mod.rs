@@ -53,11 +53,13 @@ async fn apply_steps<M: Machine>(
     let vfs = m.vfs();
     let (pf, vf) = (t.pf.as_str(), t.index);
     // 1. The VF's configuration on the PF (what the pod cannot change from inside).
+    m.checkpoint(Step::VfVlan);
     if let Some(vlan) = s.vlan {
         vfs.set_vlan(pf, vf, vlan)
             .await
             .map_err(|e| AttachError::vf(Step::VfVlan, e))?;
     }
+    m.checkpoint(Step::VfRate);
     if s.min_tx_rate.is_some() || s.max_tx_rate.is_some() {
         let min = s.min_tx_rate.unwrap_or(0);
         let max = s.max_tx_rate.unwrap_or(0);
@@ -65,6 +67,7 @@ async fn apply_steps<M: Machine>(
             .await
             .map_err(|e| AttachError::vf(Step::VfRate, e))?;
     }
+    m.checkpoint(Step::VfSpoofchk);
     if let Some(on) = s.spoofchk {
         vfs.set_spoofchk(pf, vf, on)
             .await
@@ -80,6 +83,7 @@ async fn apply_steps<M: Machine>(
             .await
             .map_err(|e| AttachError::vf(Step::VfLinkState, e))?;
     }
+    m.checkpoint(Step::VfMac);
     if let Some(mac) = s.mac {
         vfs.set_mac(pf, vf, mac)
             .await
@@ -93,6 +97,7 @@ async fn apply_steps<M: Machine>(
     let host = m.host();
     let dev = orig.netdev.as_str();
     let nl = |step| move |e| AttachError::netlink(step, e);
+    m.checkpoint(Step::HostDown);
     host.set_down(dev).await.map_err(nl(Step::HostDown))?;
     if let Some(mac) = s.mac {
         // Most VF drivers only take the PF-assigned MAC after a reset: set it on the netdev too.
@@ -102,11 +107,13 @@ async fn apply_steps<M: Machine>(
         host.set_mtu(dev, mtu).await.map_err(nl(Step::NetdevMtu))?;
     }
     // 3. Into the pod, renamed in the same request.
+    m.checkpoint(Step::MoveToPod);
     host.move_to_netns(dev, pod_ns, &pod.ifname)
         .await
         .map_err(nl(Step::MoveToPod))?;
     let inside = m.enter(pod_ns).map_err(nl(Step::EnterPod))?;
     let ifname = pod.ifname.as_str();
+    m.checkpoint(Step::Address);
     for a in &pod.addresses {
         inside
             .add_address(ifname, *a)
@@ -114,12 +121,14 @@ async fn apply_steps<M: Machine>(
             .map_err(nl(Step::Address))?;
     }
     inside.set_up(ifname).await.map_err(nl(Step::PodUp))?;
+    m.checkpoint(Step::Route);
     for r in &pod.routes {
         inside
             .add_route(ifname, r.dst, r.gw)
             .await
             .map_err(nl(Step::Route))?;
     }
+    m.checkpoint(Step::ReadBack);
     let link = inside
         .link_by_name(ifname)
         .await
