@@ -5,5 +5,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH=$PATH:/usr/sbin:/sbin
-cargo build --workspace --release --bins
+# The end-to-end tests drive these binaries; --all-features compiles in the test-only
+# fault-injection hook (inert unless SRIOV_FAULT_STEP is set).
+cargo build --workspace --all-features --bins
+# The real CNI client (libcni's cnitool) and Debian's reference plugins, for the end-to-end tests.
+SRIOV_CNITOOL="$(bash scripts/build-cnitool.sh)/cnitool"
+export SRIOV_CNITOOL
 cargo test --workspace --all-features --no-fail-fast -- --test-threads="${TEST_THREADS:-4}"

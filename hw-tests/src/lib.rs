@@ -34,8 +34,8 @@ pub fn unique_name(prefix: &str) -> String {
     name
 }
 
-/// The directory holding the built binaries: `SRIOV_BIN_DIR`, else the workspace's
-/// `target/release`, else `target/debug` (whichever has them).
+/// A built binary: in `SRIOV_BIN_DIR`, else the workspace's `target/debug` (what
+/// `scripts/test.sh` builds, with the test-only `fault-injection` feature), else `target/release`.
 pub fn bin(name: &str) -> PathBuf {
     if let Ok(dir) = std::env::var("SRIOV_BIN_DIR") {
         return Path::new(&dir).join(name);
@@ -44,13 +44,13 @@ pub fn bin(name: &str) -> PathBuf {
     let target = std::env::var("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|_| ws.join("target"));
-    for profile in ["release", "debug"] {
+    for profile in ["debug", "release"] {
         let p = target.join(profile).join(name);
         if p.exists() {
             return p;
         }
     }
-    panic!("binary {name} not built: run `cargo build --workspace --release --bins` first")
+    panic!("binary {name} not built: run `cargo build --workspace --all-features --bins` first")
 }
 
 /// Runs a command, returning its output; panics with stderr if it fails.
@@ -157,5 +157,181 @@ impl EmulatedNic {
 impl Drop for EmulatedNic {
     fn drop(&mut self) {
         let _ = self.down();
+    }
+}
+
+pub mod cni_fixture;
+
+/// A network namespace made with `ip netns add`, deleted on drop (unless already gone).
+pub struct Netns {
+    pub name: String,
+}
+
+impl Netns {
+    /// Creates `/run/netns/<name>`.
+    pub fn new(name: &str) -> Self {
+        run_ok(Command::new("ip").args(["netns", "add", name]));
+        Netns {
+            name: name.to_string(),
+        }
+    }
+
+    /// The path runtimes pass as CNI_NETNS.
+    pub fn path(&self) -> String {
+        format!("/run/netns/{}", self.name)
+    }
+
+    /// `ip -n <ns> -j <args>` parsed.
+    pub fn ip_json(&self, args: &[&str]) -> serde_json::Value {
+        let mut a = vec!["-n", &self.name];
+        a.extend_from_slice(args);
+        ip_json(&a)
+    }
+
+    /// Deletes the namespace now (a pod sandbox torn down before DEL).
+    pub fn delete(&self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        self.delete();
+    }
+}
+
+/// The agent (`sriov-device-plugin run --standalone`) as a child process, killed on drop.
+pub struct Agent {
+    pub child: std::process::Child,
+    pub socket: PathBuf,
+    pub state_dir: PathBuf,
+    args: Vec<String>,
+}
+
+impl Agent {
+    /// Starts the agent in standalone mode and waits (up to 10 s) for its socket.
+    pub fn start(dir: &Path, sysfs_root: &Path, pools: &Path, pod_table: Option<&Path>) -> Self {
+        let socket = dir.join("agent.sock");
+        let state_dir = dir.join("state");
+        let mut args: Vec<String> = vec![
+            "run".into(),
+            "--standalone".into(),
+            "--socket".into(),
+            socket.display().to_string(),
+            "--state-dir".into(),
+            state_dir.display().to_string(),
+            "--sysfs-root".into(),
+            sysfs_root.display().to_string(),
+            "--config".into(),
+            pools.display().to_string(),
+            "--reconcile-interval".into(),
+            "1".into(),
+        ];
+        if let Some(t) = pod_table {
+            args.push("--pod-table".into());
+            args.push(t.display().to_string());
+        }
+        let child = Self::spawn(&args, &socket);
+        Agent {
+            child,
+            socket,
+            state_dir,
+            args,
+        }
+    }
+
+    fn spawn(args: &[String], socket: &Path) -> std::process::Child {
+        let _ = std::fs::remove_file(socket);
+        let mut child = Command::new(bin("sriov-device-plugin"))
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn agent");
+        for _ in 0..200 {
+            if socket.exists() {
+                return child;
+            }
+            if let Ok(Some(st)) = child.try_wait() {
+                panic!("agent exited early: {st}");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        panic!("agent socket {} did not appear", socket.display());
+    }
+
+    /// kill -9 the agent and start it again on the same state (a crash and a restart).
+    pub fn crash_and_restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = Self::spawn(&self.args, &self.socket);
+    }
+
+    /// `sriov-device-plugin status --json` against this agent.
+    pub fn status(&self) -> serde_json::Value {
+        let out = run_ok(
+            Command::new(bin("sriov-device-plugin"))
+                .args(["status", "--json", "--socket"])
+                .arg(&self.socket),
+        );
+        serde_json::from_slice(&out.stdout).expect("status --json prints JSON")
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The outcome of one `sriov` call: exit success and stdout parsed as JSON (Null when empty).
+#[derive(Debug)]
+pub struct CniOutcome {
+    pub ok: bool,
+    pub json: serde_json::Value,
+    pub stderr: String,
+}
+
+impl CniOutcome {
+    /// The CNI error code (0 when the call succeeded).
+    pub fn code(&self) -> u64 {
+        self.json["code"].as_u64().unwrap_or(0)
+    }
+}
+
+/// Runs the `sriov` binary with `CNI_*` variables and a netconf on stdin.
+pub fn cni(env: &[(&str, &str)], conf: &serde_json::Value) -> CniOutcome {
+    cni_with(bin("sriov"), env, conf)
+}
+
+/// As [`cni`], with another plugin binary.
+pub fn cni_with(plugin: PathBuf, env: &[(&str, &str)], conf: &serde_json::Value) -> CniOutcome {
+    use std::io::Write;
+    let mut child = Command::new(plugin)
+        .env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .envs(env.iter().copied())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn CNI plugin");
+    if let Some(mut i) = child.stdin.take() {
+        let _ = i.write_all(conf.to_string().as_bytes());
+    }
+    let out = child.wait_with_output().expect("wait CNI plugin");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let json = if text.trim().is_empty() {
+        serde_json::Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {text:?}"))
+    };
+    CniOutcome {
+        ok: out.status.success(),
+        json,
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
 }

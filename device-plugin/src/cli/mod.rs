@@ -2,6 +2,7 @@
 
 mod emulate;
 mod inventory;
+mod vfs;
 
 use std::path::PathBuf;
 
@@ -28,6 +29,8 @@ pub enum Cmd {
     },
     /// Print what discovery sees: PFs, VFs, netdevs, drivers, NUMA (and pools with --config).
     Inventory(inventory::Args),
+    /// Print every VF's configuration as its PF reports it (JSON).
+    Vfs(vfs::Args),
 }
 
 /// Runs the chosen subcommand.
@@ -35,6 +38,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<()> {
     match cli.cmd {
         Cmd::Emulate { action } => emulate::run(action),
         Cmd::Inventory(args) => inventory::run(args),
+        Cmd::Vfs(args) => vfs::run(args),
     }
 }
 

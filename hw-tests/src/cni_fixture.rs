@@ -1,0 +1,180 @@
+//! A complete CNI test bed on the emulated NIC: a NIC with N VFs in its own sysfs root, a pool
+//! config, a pod table, the agent in standalone mode, and helpers to call `sriov` for a pod.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{Value, json};
+
+use crate::{Agent, CniOutcome, EmulatedNic, Netns, cni, unique_name};
+
+/// The network name the pod table and netconfs use.
+pub const NET: &str = "db-net";
+
+/// The default pod table: db-0/db-1 on VLAN 100 (defaults), web-0 on VLAN 200.
+pub fn default_pod_table() -> Value {
+    json!({"networks": {NET: {
+        "defaults": {"gateway": "10.77.0.1", "vlan": 100, "max_tx_rate": 100},
+        "pods": {
+            "default/db-0": {"ips": ["10.77.0.10/24"]},
+            "default/db-1": {"ips": ["10.77.0.11/24"], "mac": "02:aa:00:00:00:11"},
+            "default/web-0": {"ips": ["10.77.0.20/24"], "vlan": 200},
+        }
+    }}})
+}
+
+/// Everything one test needs; dropped in reverse order (agent, NIC, files).
+pub struct Bed {
+    pub agent: Agent,
+    pub nic: EmulatedNic,
+    pub dir: tempfile::TempDir,
+    pub pod_table: PathBuf,
+}
+
+impl Bed {
+    /// An emulated NIC with `vfs` VFs, the agent, and `table` as the pod table.
+    pub fn new(vfs: u32, table: &Value) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path().join("sys");
+        let pf = unique_name("ce");
+        let nic = EmulatedNic::up(&pf, vfs, &root);
+        let pools = dir.path().join("pools.json");
+        std::fs::write(
+            &pools,
+            json!({"resourceList": [{"resourceName": "emu", "resourcePrefix": "test.io",
+                   "selectors": {"drivers": ["sriov-emu-vf"]}}]})
+            .to_string(),
+        )
+        .expect("write pools");
+        let pod_table = dir.path().join("podtable.json");
+        std::fs::write(&pod_table, table.to_string()).expect("write pod table");
+        let agent = Agent::start(dir.path(), &root, &pools, Some(&pod_table));
+        Bed {
+            agent,
+            nic,
+            dir,
+            pod_table,
+        }
+    }
+
+    /// The PF (bridge) name.
+    pub fn pf(&self) -> &str {
+        &self.nic.pf
+    }
+
+    /// The netconf for `version`, with `extra` fields merged in.
+    pub fn conf(&self, version: &str, extra: Value) -> Value {
+        let mut c = json!({
+            "cniVersion": version,
+            "name": NET,
+            "type": "sriov",
+            "resourceName": "test.io/emu",
+            "agentSocket": self.agent.socket.display().to_string(),
+            "spoofchk": "on",
+        });
+        if let (Some(o), Value::Object(e)) = (c.as_object_mut(), extra) {
+            o.extend(e);
+        }
+        c
+    }
+
+    /// Calls `sriov` with `cmd` for pod `default/<pod>` in container `cid`.
+    pub fn call(&self, cmd: &str, cid: &str, netns: &str, pod: &str, conf: &Value) -> CniOutcome {
+        let args = format!(
+            "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME={pod};K8S_POD_UID=uid-{pod}"
+        );
+        cni(
+            &[
+                ("CNI_COMMAND", cmd),
+                ("CNI_CONTAINERID", cid),
+                ("CNI_NETNS", netns),
+                ("CNI_IFNAME", "net1"),
+                ("CNI_ARGS", &args),
+                ("CNI_PATH", "/usr/lib/cni"),
+            ],
+            conf,
+        )
+    }
+
+    /// The agent's attachments (from `status --json`).
+    pub fn attachments(&self) -> Vec<Value> {
+        self.agent.status()["attachments"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// The VF netdev names of this NIC present in the host namespace.
+    pub fn host_vf_netdevs(&self) -> Vec<String> {
+        let pfv = format!("{}v", self.pf());
+        crate::link_names()
+            .into_iter()
+            .filter(|l| l.starts_with(&pfv))
+            .collect()
+    }
+
+    /// The emulated PF's nftables table as JSON text (VLAN sets, spoof rules).
+    pub fn nft_table(&self) -> String {
+        let out = std::process::Command::new("nft")
+            .args([
+                "-j",
+                "list",
+                "table",
+                "bridge",
+                &format!("sriov_emu_{}", self.pf()),
+            ])
+            .output()
+            .expect("spawn nft");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Root of the emulated NIC's sysfs tree.
+    pub fn sysfs_root(&self) -> &Path {
+        &self.nic.sysfs_root
+    }
+}
+
+/// A test netns with a unique name.
+pub fn pod_netns() -> Netns {
+    Netns::new(&unique_name("cp"))
+}
+
+impl Bed {
+    /// VF states as the PF reports them (`sriov-device-plugin vfs --json`).
+    pub fn vf_states(&self) -> Vec<Value> {
+        let out = crate::run_ok(
+            std::process::Command::new(crate::bin("sriov-device-plugin"))
+                .args(["vfs", "--pf", self.pf(), "--sysfs-root"])
+                .arg(self.sysfs_root()),
+        );
+        serde_json::from_slice::<Value>(&out.stdout)
+            .ok()
+            .and_then(|v| v.as_array().cloned())
+            .unwrap_or_default()
+    }
+
+    /// True when every VF is as `emulate up` made it: no VLAN, no rate, no admin MAC, default
+    /// spoof check/trust/link state, and its netdev is in the host under its own name.
+    pub fn all_vfs_pristine(&self, vfs: u32) -> Result<(), String> {
+        let states = self.vf_states();
+        for s in &states {
+            let clean = s["vlan"]["vlan"] == 0
+                && s["max_tx_rate"] == 0
+                && s["min_tx_rate"] == 0
+                && s["mac"] == "00:00:00:00:00:00"
+                && s["spoofchk"] == true
+                && s["trust"] == false
+                && s["link_state"] == "auto";
+            if !clean {
+                return Err(format!("VF not restored: {s}"));
+            }
+        }
+        let mut names = self.host_vf_netdevs();
+        names.sort();
+        let mut want: Vec<String> = (0..vfs).map(|i| format!("{}v{i}", self.pf())).collect();
+        want.sort();
+        if names != want {
+            return Err(format!("VF netdevs in host {names:?}, expected {want:?}"));
+        }
+        Ok(())
+    }
+}
