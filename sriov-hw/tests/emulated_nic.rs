@@ -17,13 +17,7 @@ use sriov_hw::vfctl::{Emulated, VfControl, VfErrorKind, VfLinkState, VfVlan, Vla
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } == 0 {
-        true
-    } else {
-        println!("skipped: not root (these tests create bridges, veths and netns)");
-        false
-    }
+    hw_tests::require_root("emulated NIC tests (bridges, veths, netns)")
 }
 
 fn unique(prefix: &str) -> String {

@@ -8,8 +8,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 /// True when the test may touch the kernel's network configuration; otherwise prints
 /// `skipped: <why>` and the caller returns.
 pub fn privileged(test: &str) -> bool {
-    if !nix::unistd::geteuid().is_root() {
-        println!("skipped: {test}: needs root (creates network namespaces and links)");
+    if !hw_tests::require_root(test) {
         return false;
     }
     if Command::new("ip").arg("-V").output().is_err() {
