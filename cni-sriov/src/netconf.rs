@@ -1004,7 +1004,7 @@ mod tests {
         err(
             json!({"runtimeConfig": {"ips": ["10.0.0.5"]}}),
             7,
-            &["runtimeConfig.ips[0]", "10.0.0.5", "missing '/prefix'"],
+            &["runtimeConfig.ips[0]", "10.0.0.5", "missing /prefix"],
         );
         err(
             json!({"runtimeConfig": {"ips": [5]}}),

@@ -12,88 +12,14 @@
 //! [`CniResult::parse`] reads prevResult, the CHECK input and a delegated IPAM plugin's output;
 //! its failures are error 6 (decode).
 
-use std::fmt;
 use std::net::IpAddr;
-use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use crate::error::{CniError, code};
 use crate::version;
-
-/// An interface address with its prefix length, as CNI writes it (`10.1.2.3/24`, `fd00::5/64`):
-/// the host address is kept, not masked to the network.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct IpCidr {
-    pub addr: IpAddr,
-    pub prefix: u8,
-}
-
-/// Why a string is not `address/prefix`.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid CIDR {input:?}: {reason}")]
-pub struct ParseCidrError {
-    pub input: String,
-    pub reason: &'static str,
-}
-
-impl IpCidr {
-    /// Builds an address, checking the prefix against the family (≤ 32 for v4, ≤ 128 for v6).
-    pub fn new(addr: IpAddr, prefix: u8) -> Option<Self> {
-        (prefix <= Self::max_prefix_of(addr)).then_some(IpCidr { addr, prefix })
-    }
-
-    /// Whether this is an IPv4 address.
-    pub fn is_ipv4(&self) -> bool {
-        self.addr.is_ipv4()
-    }
-
-    fn max_prefix_of(addr: IpAddr) -> u8 {
-        if addr.is_ipv4() { 32 } else { 128 }
-    }
-}
-
-impl FromStr for IpCidr {
-    type Err = ParseCidrError;
-
-    fn from_str(input: &str) -> Result<Self, Self::Err> {
-        let err = |reason| ParseCidrError {
-            input: input.to_string(),
-            reason,
-        };
-        let (addr, prefix) = input
-            .split_once('/')
-            .ok_or_else(|| err("missing '/prefix'"))?;
-        let addr: IpAddr = addr.parse().map_err(|_| err("bad IP address"))?;
-        if prefix.is_empty() || prefix.len() > 3 || !prefix.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(err("bad prefix length"));
-        }
-        let prefix: u8 = prefix.parse().map_err(|_| err("bad prefix length"))?;
-        IpCidr::new(addr, prefix)
-            .ok_or_else(|| err("prefix length too long for the address family"))
-    }
-}
-
-impl fmt::Display for IpCidr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.addr, self.prefix)
-    }
-}
-
-impl Serialize for IpCidr {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for IpCidr {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d)?
-            .parse()
-            .map_err(serde::de::Error::custom)
-    }
-}
+pub use sriov_hw::cidr::{IpCidr, ParseCidrError};
 
 /// An interface the plugin created or moved. `mac` and `pci_id` are kept as text so results of
 /// other plugins (prevResult) with other address formats still read back.

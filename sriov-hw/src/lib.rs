@@ -4,6 +4,7 @@
 //! code runs on `/sys`, on fixture trees shaped like real NICs, and on the emulated NIC's tree.
 
 pub mod attach;
+pub mod cidr;
 pub mod discovery;
 pub mod emulated;
 #[cfg(feature = "fixtures")]
@@ -15,5 +16,6 @@ pub mod pci;
 pub mod sysfs;
 pub mod vfctl;
 
+pub use cidr::IpCidr;
 pub use mac::MacAddr;
 pub use pci::PciAddr;

@@ -6,8 +6,9 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use common::{ChildGuard, NetnsGuard, VethGuard, ip_json, ip_ok, privileged};
+use sriov_hw::IpCidr;
 use sriov_hw::MacAddr;
-use sriov_hw::netlink::{IpPrefix, Netlink, NetlinkError};
+use sriov_hw::netlink::{Netlink, NetlinkError};
 use sriov_hw::netns::{NetnsError, NetnsHandle};
 
 /// The single link `name` in `ns`, as `ip -j` shows it.
@@ -87,8 +88,8 @@ async fn move_rename_and_configure_a_link_in_a_netns() {
     assert_eq!((info.mac, info.mtu, info.up), (Some(mac), 1400, true));
 
     // Addresses and default routes, both families.
-    let v4: IpPrefix = "10.99.0.2/24".parse().unwrap();
-    let v6: IpPrefix = "fd00:99::2/64".parse().unwrap();
+    let v4: IpCidr = "10.99.0.2/24".parse().unwrap();
+    let v6: IpCidr = "fd00:99::2/64".parse().unwrap();
     pod.add_address("net1", v4).await.unwrap();
     pod.add_address("net1", v6).await.unwrap();
     let gw4: IpAddr = "10.99.0.1".parse().unwrap();

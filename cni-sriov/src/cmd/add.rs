@@ -4,7 +4,6 @@
 use std::net::IpAddr;
 
 use sriov_hw::attach::{self, NodeMachine, PodConfig, Route as HwRoute};
-use sriov_hw::netlink::IpPrefix;
 use sriov_hw::netns::NetnsHandle;
 use sriov_proto::convert::{link_state_name, proto_name};
 use sriov_proto::node::{Attachment, PlanRequest, VfSettings};
@@ -88,12 +87,12 @@ async fn configure(
     let pod = PodConfig {
         ifname: req.ifname.clone(),
         mtu: conf.mtu,
-        addresses: result.ips.iter().map(|i| prefix(&i.address)).collect(),
+        addresses: result.ips.iter().map(|i| i.address).collect(),
         routes: result
             .routes
             .iter()
             .map(|r| HwRoute {
-                dst: prefix(&r.dst),
+                dst: r.dst,
                 gw: r.gw,
             })
             .collect(),
@@ -162,13 +161,6 @@ async fn undo(
         let _ = ipam::exec(req, conf, "DEL");
     }
     r.map_err(|e| CniError::new(code::IO_FAILURE, super::joined(&e)))
-}
-
-fn prefix(c: &IpCidr) -> IpPrefix {
-    IpPrefix {
-        addr: c.addr,
-        prefix_len: c.prefix,
-    }
 }
 
 /// The result for addresses the pod table (or runtimeConfig) fixed.

@@ -66,7 +66,7 @@ async fn check_async(req: &Request, conf: &NetConf) -> Result<(), CniError> {
     for ip in &stored.ips {
         if !have
             .iter()
-            .any(|a| a.addr == ip.address.addr && a.prefix_len == ip.address.prefix)
+            .any(|a| a.addr == ip.address.addr && a.prefix == ip.address.prefix)
         {
             return Err(fail(format!("{} lost address {}", req.ifname, ip.address)));
         }

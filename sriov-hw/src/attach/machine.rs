@@ -7,8 +7,9 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use super::model::{Original, Step, VfTarget};
+use crate::cidr::IpCidr;
 use crate::mac::MacAddr;
-use crate::netlink::{IpPrefix, LinkInfo, Netlink, NetlinkError};
+use crate::netlink::{LinkInfo, Netlink, NetlinkError};
 use crate::netns::NetnsHandle;
 use crate::sysfs::Sysfs;
 use crate::vfctl::{Backend, VfControl, VfError};
@@ -30,16 +31,12 @@ pub trait LinkOps {
         ns: &NetnsHandle,
         new: &str,
     ) -> impl Future<Output = Result<(), NetlinkError>>;
-    fn add_address(
-        &self,
-        link: &str,
-        a: IpPrefix,
-    ) -> impl Future<Output = Result<(), NetlinkError>>;
+    fn add_address(&self, link: &str, a: IpCidr) -> impl Future<Output = Result<(), NetlinkError>>;
     fn flush_addresses(&self, link: &str) -> impl Future<Output = Result<(), NetlinkError>>;
     fn add_route(
         &self,
         link: &str,
-        dst: IpPrefix,
+        dst: IpCidr,
         gw: Option<IpAddr>,
     ) -> impl Future<Output = Result<(), NetlinkError>>;
 }
@@ -71,7 +68,7 @@ impl LinkOps for Netlink {
     ) -> Result<(), NetlinkError> {
         Netlink::move_to_netns(self, link, ns, new).await
     }
-    async fn add_address(&self, link: &str, a: IpPrefix) -> Result<(), NetlinkError> {
+    async fn add_address(&self, link: &str, a: IpCidr) -> Result<(), NetlinkError> {
         Netlink::add_address(self, link, a).await
     }
     async fn flush_addresses(&self, link: &str) -> Result<(), NetlinkError> {
@@ -80,7 +77,7 @@ impl LinkOps for Netlink {
     async fn add_route(
         &self,
         link: &str,
-        dst: IpPrefix,
+        dst: IpCidr,
         gw: Option<IpAddr>,
     ) -> Result<(), NetlinkError> {
         Netlink::add_route(self, link, dst, gw).await

@@ -5,8 +5,9 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::cidr::IpCidr;
 use crate::mac::MacAddr;
-use crate::netlink::{IpPrefix, NetlinkError};
+use crate::netlink::NetlinkError;
 use crate::pci::PciAddr;
 use crate::vfctl::{VfError, VfLinkState, VfState, VfVlan};
 
@@ -50,7 +51,7 @@ pub struct VfSettings {
 /// A route to add in the pod (`gw: None` = on-link).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Route {
-    pub dst: IpPrefix,
+    pub dst: IpCidr,
     pub gw: Option<IpAddr>,
 }
 
@@ -59,7 +60,7 @@ pub struct Route {
 pub struct PodConfig {
     pub ifname: String,
     pub mtu: Option<u32>,
-    pub addresses: Vec<IpPrefix>,
+    pub addresses: Vec<IpCidr>,
     pub routes: Vec<Route>,
 }
 

@@ -6,8 +6,9 @@ use std::net::IpAddr;
 use std::rc::Rc;
 
 use super::*;
+use crate::cidr::IpCidr;
 use crate::mac::MacAddr;
-use crate::netlink::{IpPrefix, LinkInfo, NetlinkError};
+use crate::netlink::{LinkInfo, NetlinkError};
 use crate::vfctl::{VfError, VfErrorKind, VfLinkState, VfState, VfVlan};
 
 /// Shared log of every operation, and which one (by prefix) should fail.
@@ -93,7 +94,7 @@ impl LinkOps for Links {
         *self.rec.vf_at.borrow_mut() = (to.into(), new.into());
         Ok(())
     }
-    async fn add_address(&self, l: &str, a: IpPrefix) -> Result<(), NetlinkError> {
+    async fn add_address(&self, l: &str, a: IpCidr) -> Result<(), NetlinkError> {
         self.rec.op(format!("{} addr {l} {a}", self.ns))
     }
     async fn flush_addresses(&self, l: &str) -> Result<(), NetlinkError> {
@@ -102,7 +103,7 @@ impl LinkOps for Links {
     async fn add_route(
         &self,
         l: &str,
-        dst: IpPrefix,
+        dst: IpCidr,
         gw: Option<IpAddr>,
     ) -> Result<(), NetlinkError> {
         self.rec.op(format!("{} route {l} {dst} {gw:?}", self.ns))

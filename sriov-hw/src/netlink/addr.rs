@@ -1,9 +1,7 @@
 //! Addresses and routes on a link: what the CNI configures inside the pod namespace after moving the
 //! VF there, and what DEL or a re-ADD flushes.
 
-use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::str::FromStr;
 
 use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL};
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
@@ -13,73 +11,13 @@ use netlink_packet_route::route::{
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 
 use super::{Netlink, NetlinkError};
-
-/// An IP address with a prefix length, as on an interface (`10.1.2.3/24`) or as a route
-/// destination (`10.0.0.0/8`, `0.0.0.0/0`). Host bits are kept as given.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct IpPrefix {
-    pub addr: IpAddr,
-    pub prefix_len: u8,
-}
-
-/// Why a string or a pair is not an [`IpPrefix`].
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid IP prefix {0:?}: expected ADDRESS/LEN with LEN <= 32 (IPv4) or 128 (IPv6)")]
-pub struct ParseIpPrefixError(pub String);
-
-impl IpPrefix {
-    /// Builds a prefix, rejecting a length longer than the address.
-    pub fn new(addr: IpAddr, prefix_len: u8) -> Result<Self, ParseIpPrefixError> {
-        if prefix_len > max_len(addr) {
-            return Err(ParseIpPrefixError(format!("{addr}/{prefix_len}")));
-        }
-        Ok(IpPrefix { addr, prefix_len })
-    }
-
-    /// `0.0.0.0/0` or `::/0`, in the family of `like`.
-    pub fn default_route(like: IpAddr) -> Self {
-        let addr = match like {
-            IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
-            IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
-        };
-        IpPrefix {
-            addr,
-            prefix_len: 0,
-        }
-    }
-
-    /// Whether this is a default route destination (`/0`).
-    pub fn is_default(&self) -> bool {
-        self.prefix_len == 0
-    }
-}
-
-fn max_len(addr: IpAddr) -> u8 {
-    if addr.is_ipv4() { 32 } else { 128 }
-}
-
-impl fmt::Display for IpPrefix {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.addr, self.prefix_len)
-    }
-}
-
-impl FromStr for IpPrefix {
-    type Err = ParseIpPrefixError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let err = || ParseIpPrefixError(s.to_string());
-        let (a, l) = s.split_once('/').ok_or_else(err)?;
-        let addr: IpAddr = a.parse().map_err(|_| err())?;
-        let len: u8 = l.parse().map_err(|_| err())?;
-        IpPrefix::new(addr, len).map_err(|_| err())
-    }
-}
+use crate::cidr::IpCidr;
 
 /// A route of a link, as the kernel reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RouteInfo {
     /// Destination; `/0` for a default route.
-    pub destination: IpPrefix,
+    pub destination: IpCidr,
     /// Next hop, `None` for an on-link (directly connected) route.
     pub gateway: Option<IpAddr>,
     /// Output interface index.
@@ -104,10 +42,10 @@ fn ip_of(addr: &RouteAddress) -> Option<IpAddr> {
 }
 
 /// The address message for `addr` on link `index`; IPv4 needs IFA_LOCAL as well as IFA_ADDRESS.
-fn address_message(index: u32, addr: IpPrefix) -> AddressMessage {
+fn address_message(index: u32, addr: IpCidr) -> AddressMessage {
     let mut msg = AddressMessage::default();
     msg.header.family = family_of(addr.addr);
-    msg.header.prefix_len = addr.prefix_len;
+    msg.header.prefix_len = addr.prefix;
     msg.header.index = index;
     if addr.addr.is_ipv4() {
         msg.attributes.push(AddressAttribute::Local(addr.addr));
@@ -119,7 +57,7 @@ fn address_message(index: u32, addr: IpPrefix) -> AddressMessage {
 impl Netlink {
     /// Adds `addr` to `link`. IPv6 addresses go through duplicate address detection as usual (they
     /// are "tentative" for a moment). Fails with `EEXIST` if the address is already there.
-    pub async fn add_address(&self, link: &str, addr: IpPrefix) -> Result<(), NetlinkError> {
+    pub async fn add_address(&self, link: &str, addr: IpCidr) -> Result<(), NetlinkError> {
         let op = "add address";
         let index = self.require_link(op, link).await?.index;
         self.ack(
@@ -132,7 +70,7 @@ impl Netlink {
     }
 
     /// The addresses on `link`, both families, including IPv6 link-local ones.
-    pub async fn list_addresses(&self, link: &str) -> Result<Vec<IpPrefix>, NetlinkError> {
+    pub async fn list_addresses(&self, link: &str) -> Result<Vec<IpCidr>, NetlinkError> {
         let op = "list addresses";
         let index = self.require_link(op, link).await?.index;
         Ok(self
@@ -144,9 +82,9 @@ impl Netlink {
                     AddressAttribute::Address(ip) => Some(*ip),
                     _ => None,
                 })?;
-                Some(IpPrefix {
+                Some(IpCidr {
                     addr,
-                    prefix_len: m.header.prefix_len,
+                    prefix: m.header.prefix_len,
                 })
             })
             .collect())
@@ -196,7 +134,7 @@ impl Netlink {
 
     /// Adds a default route via `gateway` out of `link`.
     pub async fn add_default_route(&self, link: &str, gateway: IpAddr) -> Result<(), NetlinkError> {
-        self.add_route(link, IpPrefix::default_route(gateway), Some(gateway))
+        self.add_route(link, IpCidr::default_route(gateway), Some(gateway))
             .await
     }
 
@@ -205,7 +143,7 @@ impl Netlink {
     pub async fn add_route(
         &self,
         link: &str,
-        destination: IpPrefix,
+        destination: IpCidr,
         gateway: Option<IpAddr>,
     ) -> Result<(), NetlinkError> {
         let op = "add route";
@@ -213,7 +151,7 @@ impl Netlink {
             Some(gw) => format!("{destination} via {gw} dev {link}"),
             None => format!("{destination} dev {link}"),
         };
-        if destination.prefix_len > max_len(destination.addr)
+        if IpCidr::new(destination.addr, destination.prefix).is_err()
             || gateway.is_some_and(|gw| gw.is_ipv4() != destination.addr.is_ipv4())
         {
             return Err(NetlinkError::Invalid {
@@ -226,7 +164,7 @@ impl Netlink {
 
         let mut msg = RouteMessage::default();
         msg.header.address_family = family_of(destination.addr);
-        msg.header.destination_prefix_length = destination.prefix_len;
+        msg.header.destination_prefix_length = destination.prefix;
         msg.header.table = RouteHeader::RT_TABLE_MAIN;
         msg.header.protocol = RouteProtocol::Boot;
         msg.header.kind = RouteType::Unicast;
@@ -287,9 +225,9 @@ fn route_info(r: &RouteMessage) -> Option<RouteInfo> {
         _ => return None,
     };
     let mut info = RouteInfo {
-        destination: IpPrefix {
+        destination: IpCidr {
             addr: any,
-            prefix_len: r.header.destination_prefix_length,
+            prefix: r.header.destination_prefix_length,
         },
         gateway: None,
         oif: None,
@@ -317,11 +255,11 @@ mod tests {
 
     #[test]
     fn parses_and_prints_prefixes() {
-        let p: IpPrefix = "10.1.2.3/24".parse().unwrap();
+        let p: IpCidr = "10.1.2.3/24".parse().unwrap();
         assert_eq!(p.addr, IpAddr::V4(Ipv4Addr::new(10, 1, 2, 3)));
-        assert_eq!(p.prefix_len, 24);
+        assert_eq!(p.prefix, 24);
         assert_eq!(p.to_string(), "10.1.2.3/24");
-        let p6: IpPrefix = "fd00::5/64".parse().unwrap();
+        let p6: IpCidr = "fd00::5/64".parse().unwrap();
         assert_eq!(p6.to_string(), "fd00::5/64");
         for bad in [
             "10.1.2.3",
@@ -330,17 +268,17 @@ mod tests {
             "x/1",
             "10.0.0.1/-1",
         ] {
-            assert!(bad.parse::<IpPrefix>().is_err(), "{bad}");
+            assert!(bad.parse::<IpCidr>().is_err(), "{bad}");
         }
     }
 
     #[test]
     fn default_route_follows_the_gateway_family() {
-        let v6 = IpPrefix::default_route("fd00::1".parse().unwrap());
+        let v6 = IpCidr::default_route("fd00::1".parse().unwrap());
         assert_eq!(v6.to_string(), "::/0");
         assert!(v6.is_default());
         assert_eq!(
-            IpPrefix::default_route("10.0.0.1".parse().unwrap()).to_string(),
+            IpCidr::default_route("10.0.0.1".parse().unwrap()).to_string(),
             "0.0.0.0/0"
         );
     }

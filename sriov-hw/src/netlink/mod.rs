@@ -17,7 +17,7 @@ mod topology;
 mod vf;
 mod vf_parse;
 
-pub use addr::{IpPrefix, ParseIpPrefixError, RouteInfo};
+pub use addr::RouteInfo;
 pub use error::NetlinkError;
 pub use link::LinkInfo;
 pub use topology::TopologyLink;
