@@ -1,0 +1,99 @@
+#!/usr/bin/env python3
+"""CNI ADD/DEL latency of `sriov` on the emulated NIC, whole process (exec + agent round trips +
+netlink), beside Debian's `host-device` + `static` on the same kind of devices in the same run.
+
+sriov: VLAN + rate + MAC + fixed IP from the pod table (VF config through the PF, move + rename,
+address, up). Peer: host-device moves a veth of the same NIC into the netns, static sets the IP.
+Prints medians, p90 and the ratio. Run as root; see scripts/bench-cni.sh.
+"""
+import json, os, statistics, subprocess, sys, time
+
+BIN = os.environ.get("BIN", "target/release")
+N = int(os.environ.get("N", "50"))
+PF = os.environ.get("PF", "benchpf")
+W = os.environ.get("W", "/run/sriov-bench")
+VFS = int(os.environ.get("VFS", "8"))
+ENTRIES = int(os.environ.get("ENTRIES", "10"))
+ROOT = f"{W}/sys"
+
+
+def sh(*a, check=True, **kw):
+    return subprocess.run(a, check=check, capture_output=True, **kw)
+
+
+def cni(plugin, cmd, cid, netns, pod, conf):
+    env = {
+        "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+        "CNI_COMMAND": cmd, "CNI_CONTAINERID": cid, "CNI_NETNS": netns, "CNI_IFNAME": "net1",
+        "CNI_ARGS": f"IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME={pod}",
+        "CNI_PATH": "/usr/lib/cni",
+    }
+    t = time.perf_counter_ns()
+    p = subprocess.run([plugin], input=json.dumps(conf).encode(), env=env, capture_output=True)
+    dt = (time.perf_counter_ns() - t) / 1e6
+    if p.returncode != 0:
+        sys.exit(f"{plugin} {cmd} failed: {p.stdout.decode()} {p.stderr.decode()}")
+    return dt
+
+
+def stats(xs):
+    xs = sorted(xs)
+    return statistics.median(xs), xs[int(len(xs) * 0.9) - 1]
+
+
+def main():
+    os.makedirs(W, exist_ok=True)
+    sh(f"{BIN}/sriov-device-plugin", "emulate", "up", "--pf", PF, "--vfs", str(VFS), "--sysfs-root", ROOT)
+    pods = {f"default/b-{i}": {"ips": [f"10.{40 + i // 60000}.{(i // 250) % 240}.{i % 250 + 2}/8"]}
+            for i in range(ENTRIES)}
+    table = {"networks": {"bench": {"defaults": {"vlan": 100, "max_tx_rate": 1000}, "pods": pods}}}
+    with open(f"{W}/table.json", "w") as f:
+        json.dump(table, f)
+    with open(f"{W}/pools.json", "w") as f:
+        json.dump({"resourceList": [{"resourceName": "emu", "resourcePrefix": "bench.io",
+                                     "selectors": {"pfNames": [PF]}}]}, f)
+    agent = subprocess.Popen([f"{BIN}/sriov-device-plugin", "run", "--standalone",
+                              "--socket", f"{W}/agent.sock", "--state-dir", f"{W}/state",
+                              "--sysfs-root", ROOT, "--config", f"{W}/pools.json",
+                              "--pod-table", f"{W}/table.json"], stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            if os.path.exists(f"{W}/agent.sock"):
+                break
+            time.sleep(0.1)
+        sh("ip", "netns", "add", "benchns")
+        ns = "/run/netns/benchns"
+        sconf = {"cniVersion": "1.0.0", "name": "bench", "type": "sriov", "resourceName": "bench.io/emu",
+                 "mac": "02:00:00:be:ac:01", "agentSocket": f"{W}/agent.sock"}
+        # The peer gets a veth of the same emulated NIC that sriov never uses (the last VF).
+        peer_dev = f"{PF}v{VFS - 1}"
+        pconf = {"cniVersion": "1.0.0", "name": "bench", "type": "host-device", "device": peer_dev,
+                 "ipam": {"type": "static", "addresses": [{"address": "10.99.0.2/24"}]}}
+        # Keep the pool from handing out the peer's VF: pin sriov to VF 0 by deviceID.
+        inv = json.loads(sh(f"{BIN}/sriov-device-plugin", "inventory", "--json", "--sysfs-root", ROOT).stdout)
+        sconf["deviceID"] = inv["pfs"][0]["vfs"][0]["pci"]
+        res = {"sriov": ([], []), "host-device+static": ([], [])}
+        for i in range(N):
+            pod = f"b-{i % ENTRIES}"
+            a = cni(f"{BIN}/sriov", "ADD", f"s{i}", ns, pod, sconf)
+            d = cni(f"{BIN}/sriov", "DEL", f"s{i}", ns, pod, sconf)
+            res["sriov"][0].append(a); res["sriov"][1].append(d)
+            a = cni("/usr/lib/cni/host-device", "ADD", f"p{i}", ns, pod, pconf)
+            d = cni("/usr/lib/cni/host-device", "DEL", f"p{i}", ns, pod, pconf)
+            res["host-device+static"][0].append(a); res["host-device+static"][1].append(d)
+        print(f"CNI latency, whole process, N={N}, {VFS} VFs, {ENTRIES} pod-table entries")
+        cyc = {}
+        for name, (adds, dels) in res.items():
+            am, a90 = stats(adds); dm, d90 = stats(dels)
+            cyc[name] = am + dm
+            print(f"  {name:20s} ADD median {am:7.2f} ms (p90 {a90:6.2f})   DEL median {dm:7.2f} ms (p90 {d90:6.2f})   ADD+DEL {am + dm:7.2f} ms")
+        print(f"  ratio sriov / peer (ADD+DEL medians): {cyc['sriov'] / cyc['host-device+static']:.2f}")
+    finally:
+        subprocess.run(["ip", "netns", "del", "benchns"], capture_output=True)
+        agent.terminate(); agent.wait()
+        sh(f"{BIN}/sriov-device-plugin", "emulate", "down", "--pf", PF, "--sysfs-root", ROOT, check=False)
+        subprocess.run(["rm", "-rf", W])
+
+
+if __name__ == "__main__":
+    main()
