@@ -2,6 +2,8 @@
 
 mod emulate;
 mod inventory;
+mod run;
+mod status;
 
 use std::path::PathBuf;
 
@@ -28,6 +30,10 @@ pub enum Cmd {
     },
     /// Print what discovery sees: PFs, VFs, netdevs, drivers, NUMA (and pools with --config).
     Inventory(inventory::Args),
+    /// Run the node agent: the node API for the CNI, the ledger, the pod table, the reconciler.
+    Run(run::Args),
+    /// Show what the running agent holds: attachments and free VFs per pool.
+    Status(status::Args),
 }
 
 /// Runs the chosen subcommand.
@@ -35,6 +41,8 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<()> {
     match cli.cmd {
         Cmd::Emulate { action } => emulate::run(action),
         Cmd::Inventory(args) => inventory::run(args),
+        Cmd::Run(args) => run::run(args),
+        Cmd::Status(args) => status::run(args),
     }
 }
 
