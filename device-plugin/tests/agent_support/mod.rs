@@ -51,6 +51,11 @@ pub struct TestAgent {
 impl TestAgent {
     /// Starts `agent::serve` and waits for its socket.
     pub async fn start(cfg: AgentConfig) -> TestAgent {
+        // RUST_LOG=info shows the agent's logs (captured per test by the harness).
+        let _ = tracing_subscriber::fmt()
+            .with_test_writer()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .try_init();
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(agent::serve(cfg.clone(), async {
             let _ = rx.await;
@@ -175,7 +180,7 @@ impl Netns {
     pub fn delete(&self) {
         let _ = Command::new("ip")
             .args(["netns", "del", &self.name])
-            .status();
+            .output();
     }
 }
 
