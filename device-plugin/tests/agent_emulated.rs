@@ -340,7 +340,7 @@ async fn the_reconciler_frees_an_attachment_whose_netns_was_deleted() {
             .found
     );
     let st = c.status(StatusRequest {}).await.unwrap().into_inner();
-    assert_eq!(st.pools[0].free, [a.vf_pci.clone()]);
+    assert_eq!(st.pools[0].free, vec![a.vf_pci.clone()]);
     drop(c);
     agent.stop().await;
 }
