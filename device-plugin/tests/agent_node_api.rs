@@ -263,3 +263,31 @@ fn run_serves_status_and_exits_zero_on_sigterm() {
     assert!(status.success(), "{status}");
     assert!(!sock.exists());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pool_reload_keeps_the_last_good_config_when_the_new_one_is_invalid() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = standalone(dir.path(), dir.path());
+    let path = cfg.pool_config.clone().unwrap();
+    let agent = device_plugin::agent::Agent::start(cfg).await.unwrap();
+    let pools = |a: &device_plugin::agent::Agent| -> Vec<String> {
+        a.state()
+            .snapshot()
+            .pools
+            .iter()
+            .map(|p| p.resource.clone())
+            .collect()
+    };
+    assert_eq!(pools(&agent), [POOL]);
+    std::fs::write(&path, r#"{"resourceList":[{"resourceName":"x y"}]}"#).unwrap();
+    let e = agent.state().reload_pools().unwrap_err().to_string();
+    assert!(e.contains("resourceList[0]"), "{e}");
+    assert_eq!(pools(&agent), [POOL]);
+    std::fs::write(
+        &path,
+        r#"{"resourceList":[{"resourceName":"a","selectors":{}},{"resourceName":"b","resourcePrefix":"p.io","selectors":{}}]}"#,
+    )
+    .unwrap();
+    agent.state().reload_pools().unwrap();
+    assert_eq!(pools(&agent), ["intel.com/a", "p.io/b"]);
+}

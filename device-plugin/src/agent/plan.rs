@@ -132,6 +132,17 @@ fn validate(req: &PlanRequest) -> Result<AttachmentKey, AgentError> {
 
 /// Netconf settings, the pod table entry and runtimeConfig merged, per DESIGN §4's precedence.
 fn merge(state: &State, req: &PlanRequest) -> Result<Merged, AgentError> {
+    let entry = if req.use_pod_table {
+        pod_table_entry(state, req)?
+    } else {
+        None
+    };
+    merge_entry(req, entry.as_ref())
+}
+
+/// [`merge`] with the pod table entry already looked up. MAC: `mac_override` > table > netconf;
+/// IPs: `requested_ips` > table; VLAN, QoS and rates: table > netconf, field by field.
+fn merge_entry(req: &PlanRequest, entry: Option<&PodConfig>) -> Result<Merged, AgentError> {
     let requested = req
         .requested_ips
         .iter()
@@ -151,19 +162,14 @@ fn merge(state: &State, req: &PlanRequest) -> Result<Merged, AgentError> {
                 .map_err(|e| AgentError::invalid("mac_override", e))?,
         )
     };
-    let entry = if req.use_pod_table {
-        pod_table_entry(state, req)?
-    } else {
-        None
-    };
-    if let Some(e) = &entry {
+    if let Some(e) = entry {
         override_settings(&mut settings, e);
     }
     if let Some(m) = mac_override {
         settings.mac = m.to_string();
     }
     let mut desired = Desired::default();
-    if let Some(e) = &entry {
+    if let Some(e) = entry {
         desired.from_pod_table = true;
         desired.ips = e.ips.iter().map(ToString::to_string).collect();
         desired.gateways = e.gateway.iter().map(ToString::to_string).collect();
@@ -185,7 +191,7 @@ fn merge(state: &State, req: &PlanRequest) -> Result<Merged, AgentError> {
     if !requested.is_empty() {
         // runtimeConfig `ips` win; a table gateway survives only inside one of their subnets.
         desired.ips = requested.iter().map(ToString::to_string).collect();
-        if let Some(e) = &entry {
+        if let Some(e) = entry {
             desired.gateways = e
                 .gateway
                 .iter()
@@ -441,4 +447,97 @@ async fn host_netdev(
         vf.pci,
         vf.driver.as_deref().unwrap_or("none")
     )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry() -> PodConfig {
+        PodConfig {
+            ips: vec![
+                "10.1.0.5/24".parse().unwrap(),
+                "fd00::5/64".parse().unwrap(),
+            ],
+            gateway: vec!["10.1.0.1".parse().unwrap(), "fd00::1".parse().unwrap()],
+            mac: Some("02:00:00:00:00:05".parse().unwrap()),
+            vlan: Some(200),
+            max_tx_rate: Some(100),
+            ..Default::default()
+        }
+    }
+
+    fn req() -> PlanRequest {
+        PlanRequest {
+            netconf: Some(VfSettings {
+                mac: "02:00:00:00:00:99".into(),
+                vlan: Some(10),
+                qos: Some(4),
+                vlan_proto: "802.1ad".into(),
+                min_tx_rate: Some(5),
+                spoofchk: Some(false),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_pod_table_overrides_the_netconf_field_by_field() {
+        let m = merge_entry(&req(), Some(&entry())).unwrap();
+        let s = m.settings;
+        assert_eq!(s.mac, "02:00:00:00:00:05");
+        // Table VLAN: QoS defaults to 0 (not the netconf's 4), the netconf's protocol stays.
+        assert_eq!(
+            (s.vlan, s.qos, s.vlan_proto.as_str()),
+            (Some(200), Some(0), "802.1ad")
+        );
+        assert_eq!((s.min_tx_rate, s.max_tx_rate), (Some(5), Some(100)));
+        assert_eq!(s.spoofchk, Some(false));
+        let d = m.desired;
+        assert!(d.from_pod_table);
+        assert_eq!(d.ips, ["10.1.0.5/24", "fd00::5/64"]);
+        assert_eq!(d.gateways, ["10.1.0.1", "fd00::1"]);
+        assert_eq!(m.reserved, d.ips);
+    }
+
+    #[test]
+    fn mac_override_and_requested_ips_beat_the_table() {
+        let mut r = req();
+        r.mac_override = "02:00:00:00:00:aa".into();
+        r.requested_ips = vec!["10.1.0.77/24".into()];
+        let m = merge_entry(&r, Some(&entry())).unwrap();
+        assert_eq!(m.settings.mac, "02:00:00:00:00:aa");
+        assert_eq!(m.desired.ips, ["10.1.0.77/24"]);
+        // Only the gateway inside a requested subnet survives.
+        assert_eq!(m.desired.gateways, ["10.1.0.1"]);
+        assert_eq!(m.reserved, ["10.1.0.77/24"]);
+    }
+
+    #[test]
+    fn without_an_entry_the_netconf_stands_and_nothing_is_reserved() {
+        let m = merge_entry(&req(), None).unwrap();
+        assert_eq!(m.settings, req().netconf.unwrap());
+        assert!(!m.desired.from_pod_table);
+        assert!(m.desired.ips.is_empty() && m.reserved.is_empty());
+    }
+
+    #[test]
+    fn table_qos_without_table_vlan_applies_to_the_netconf_vlan() {
+        let e = PodConfig {
+            vlan_qos: Some(6),
+            ..Default::default()
+        };
+        let s = merge_entry(&req(), Some(&e)).unwrap().settings;
+        assert_eq!((s.vlan, s.qos), (Some(10), Some(6)));
+    }
+
+    #[test]
+    fn bad_netconf_settings_are_invalid_arguments() {
+        let mut r = req();
+        r.netconf.as_mut().unwrap().vlan_proto = "802.1x".into();
+        let e = merge_entry(&r, None).err().unwrap();
+        assert_eq!(e.code(), tonic::Code::InvalidArgument);
+        assert!(e.to_string().contains("netconf"), "{e}");
+    }
 }
