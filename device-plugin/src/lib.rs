@@ -1,6 +1,7 @@
 //! The `sriov-device-plugin` node agent as a library: the binary in `main.rs` only parses the
 //! command line and calls [`cli::dispatch`].
 
+pub mod agent;
 pub mod cli;
 pub mod ledger;
 pub mod podtable;

@@ -119,7 +119,8 @@ pub struct NodeMachine {
     emulated: bool,
 }
 
-/// How long a real VF may take to reappear in the host after its namespace was deleted.
+/// How long a VF may take to reappear in the host after its namespace was deleted (a real VF
+/// coming back; an emulated one's veth being destroyed with the namespace, so it can be re-created).
 const REAPPEAR_WAIT: std::time::Duration = std::time::Duration::from_millis(1500);
 
 impl NodeMachine {
@@ -201,20 +202,30 @@ impl Machine for NodeMachine {
     }
 
     async fn recover(&self, t: &VfTarget, orig: &Original) -> Result<Option<String>, VfError> {
-        if self.emulated {
-            crate::emulated::revive_vf(&t.pf, t.index, &self.sysfs_root)
-                .await
-                .map_err(|e| {
-                    VfError::new(
-                        &t.pf,
-                        t.index,
-                        "re-create emulated VF",
-                        crate::vfctl::VfErrorKind::Emulation(e.to_string()),
-                    )
-                })?;
-            return Ok(self.find_in_host(t, orig).await);
-        }
         let deadline = std::time::Instant::now() + REAPPEAR_WAIT;
+        if self.emulated {
+            // The kernel tears a deleted namespace down asynchronously: until it has, the veth
+            // pair (and so the representor) still exists and revive_vf is a no-op. Retry.
+            loop {
+                crate::emulated::revive_vf(&t.pf, t.index, &self.sysfs_root)
+                    .await
+                    .map_err(|e| {
+                        VfError::new(
+                            &t.pf,
+                            t.index,
+                            "re-create emulated VF",
+                            crate::vfctl::VfErrorKind::Emulation(e.to_string()),
+                        )
+                    })?;
+                if let Some(n) = self.find_in_host(t, orig).await {
+                    return Ok(Some(n));
+                }
+                if std::time::Instant::now() >= deadline {
+                    return Ok(None);
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
         loop {
             if let Some(n) = self.sysfs_netdev(t).await {
                 return Ok(Some(n));

@@ -72,7 +72,12 @@ pub async fn clear(nl: &Netlink, vf: &EmulatedVf) -> Result<(), EmulateError> {
     if nl.topology_link(&vf.representor).await?.is_some() {
         tc_batch(
             &format!("qdisc del dev {} ingress\n", vf.representor),
-            &["Invalid handle", "Cannot find device"],
+            // "No ingress qdisc" is worded differently across kernels / iproute2 versions.
+            &[
+                "Invalid handle",
+                "Cannot find device",
+                "Cannot find specified qdisc",
+            ],
         )?;
     }
     nl.delete_link_by_name(&vf.ifb).await?;

@@ -1,0 +1,151 @@
+//! The agent's errors and the one mapping from them to `tonic::Status` at the gRPC edge.
+//!
+//! The CNI turns the status code into its own error code (Unavailable → 11 "try again later"), so
+//! the code says what the caller can do about it and the message says why, naming the field, the
+//! VF, the pool or the attachment involved.
+
+use tonic::{Code, Status};
+
+use crate::ledger::LedgerError;
+use crate::pools::ConfigError;
+
+/// Why the agent could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot open the ledger in {dir}: {source} (is another agent using this --state-dir?)")]
+    Ledger { dir: String, source: LedgerError },
+    #[error("cannot create the state directory {dir}: {source}")]
+    StateDir { dir: String, source: std::io::Error },
+    #[error("--standalone needs a pool config (--config): the agent picks VFs from its pools")]
+    NoPoolConfig,
+    #[error("invalid pool config {path}: {source}")]
+    Pools { path: String, source: ConfigError },
+    #[error("node API socket {path}: {op}: {source}")]
+    Socket {
+        path: String,
+        op: &'static str,
+        source: std::io::Error,
+    },
+    #[error("serving the node API: {0}")]
+    Serve(#[from] tonic::transport::Error),
+}
+
+/// Why a node API call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// A request field is missing or malformed.
+    #[error("invalid {field}: {msg}")]
+    Invalid { field: &'static str, msg: String },
+    /// `device_id` is not a VF the agent knows.
+    #[error("unknown device {0}: not a VF discovered on this node")]
+    UnknownDevice(String),
+    /// `device_id` is a VF outside the named pool.
+    #[error("device {device} is not in pool {pool}")]
+    NotInPool { device: String, pool: String },
+    /// `resource_name` names no configured pool.
+    #[error("unknown pool {0:?}: not in the agent's pool config")]
+    UnknownPool(String),
+    /// Every VF of the pool is held.
+    #[error("pool {pool} has no free VF ({total} VFs, all held)")]
+    PoolExhausted { pool: String, total: usize },
+    /// No device ID and no way to ask kubelet for one.
+    #[error(
+        "no deviceID and the agent is not standalone; kubelet PodResources lookup is not available yet"
+    )]
+    NotStandalone,
+    /// The VF cannot be attached as it is (e.g. its netdev is elsewhere).
+    #[error("{0}")]
+    Precondition(String),
+    /// The pod table file is configured but has never loaded; refusing to fall back to IPAM.
+    #[error("pod table invalid: {0}")]
+    PodTableInvalid(String),
+    /// An IP or VF is held by an attachment whose namespace is still alive.
+    #[error(
+        "{what} is held by pod {pod} (container {container}, ifname {ifname}), whose network namespace is still alive"
+    )]
+    Held {
+        what: String,
+        pod: String,
+        container: String,
+        ifname: String,
+    },
+    /// Reading or changing the hardware failed.
+    #[error("{0}")]
+    Hardware(String),
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+}
+
+impl AgentError {
+    /// A malformed request field.
+    pub fn invalid(field: &'static str, msg: impl ToString) -> Self {
+        AgentError::Invalid {
+            field,
+            msg: msg.to_string(),
+        }
+    }
+
+    /// The gRPC code this error travels as.
+    pub fn code(&self) -> Code {
+        match self {
+            AgentError::Invalid { .. }
+            | AgentError::UnknownDevice(_)
+            | AgentError::NotInPool { .. }
+            | AgentError::UnknownPool(_) => Code::InvalidArgument,
+            AgentError::PoolExhausted { .. } => Code::ResourceExhausted,
+            AgentError::NotStandalone | AgentError::Precondition(_) => Code::FailedPrecondition,
+            AgentError::PodTableInvalid(_) | AgentError::Held { .. } => Code::Unavailable,
+            AgentError::Hardware(_) => Code::Internal,
+            AgentError::Ledger(e) => match e {
+                LedgerError::Exists { .. } => Code::AlreadyExists,
+                LedgerError::NotFound(_) => Code::NotFound,
+                // A holder the retry could not reclaim: a concurrent ADD won; try again later.
+                LedgerError::VfBusy { .. } | LedgerError::IpBusy { .. } => Code::Unavailable,
+                LedgerError::Storage(_) | LedgerError::Corrupt(..) => Code::Internal,
+            },
+        }
+    }
+}
+
+impl From<AgentError> for Status {
+    fn from(e: AgentError) -> Status {
+        Status::new(e.code(), e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes() {
+        let exists = AgentError::Ledger(LedgerError::Exists {
+            key: "c/net1".into(),
+            state: "Planned".into(),
+        });
+        assert_eq!(Status::from(exists).code(), Code::AlreadyExists);
+        assert_eq!(
+            Status::from(AgentError::Ledger(LedgerError::NotFound("x".into()))).code(),
+            Code::NotFound
+        );
+        let s = Status::from(AgentError::invalid("key.container_id", "empty"));
+        assert_eq!(s.code(), Code::InvalidArgument);
+        assert!(s.message().contains("key.container_id"));
+        assert_eq!(
+            Status::from(AgentError::PodTableInvalid("bad".into())).code(),
+            Code::Unavailable
+        );
+        assert_eq!(
+            Status::from(AgentError::NotStandalone).code(),
+            Code::FailedPrecondition
+        );
+        assert_eq!(
+            Status::from(AgentError::PoolExhausted {
+                pool: "p".into(),
+                total: 1
+            })
+            .code(),
+            Code::ResourceExhausted
+        );
+    }
+}

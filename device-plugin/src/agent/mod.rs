@@ -1,0 +1,106 @@
+//! The node agent's core (DESIGN §2): the ledger-backed node API the `sriov` CNI talks to, the
+//! reconciler that frees what dead pods held, and the pieces both share.
+//!
+//! - [`state`]: configuration, ledger, pools/inventory snapshot, pod table source, VF claims.
+//! - [`plan`]: Plan (choose the VF, merge settings, capture the original state, record intent).
+//! - [`reclaim`]: "is this netns gone?" and the one release path (restore + remove).
+//! - [`gc`], [`reconcile`]: the two callers of that path besides Plan.
+//! - [`server`]: the tonic service; [`errors`]: the one mapping to `tonic::Status`.
+//!
+//! [`Agent::start`] does everything that can fail before serving (open the ledger, load pools,
+//! discover, first reconcile); [`Agent::serve`] serves on the Unix socket until `shutdown`
+//! resolves. [`serve`] is both, for tests.
+
+pub mod errors;
+pub mod gc;
+pub mod plan;
+pub mod reclaim;
+pub mod reconcile;
+pub mod server;
+pub mod state;
+
+use std::future::Future;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::sync::Arc;
+
+use sriov_proto::node::node_server::NodeServer;
+use tokio::net::UnixListener;
+use tokio_stream::wrappers::UnixListenerStream;
+
+pub use errors::{AgentError, StartError};
+pub use state::{AgentConfig, State};
+
+/// A started agent: state loaded and reconciled once, not yet serving.
+pub struct Agent {
+    state: Arc<State>,
+}
+
+impl Agent {
+    /// Opens the ledger (exclusive: a second agent on the same state dir fails here, before it
+    /// could touch the first one's socket), loads the pool config, discovers the inventory and
+    /// runs the first reconcile (after a reboot every recorded netns is gone: this frees all).
+    pub async fn start(cfg: AgentConfig) -> Result<Agent, StartError> {
+        let state = Arc::new(State::open(cfg)?);
+        let pass = reconcile::reconcile_once(&state).await;
+        tracing::info!(
+            freed = pass.freed.len(),
+            errors = pass.errors.len(),
+            "first reconcile done"
+        );
+        Ok(Agent { state })
+    }
+
+    /// The shared state (for `run`'s SIGHUP handler and tests).
+    pub fn state(&self) -> &Arc<State> {
+        &self.state
+    }
+
+    /// Serves the node API on `cfg.socket` (parent created, stale socket removed, mode 0600) with
+    /// the reconciler running, until `shutdown` resolves; then removes the socket.
+    pub async fn serve(self, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
+        let path = self.state.cfg.socket.clone();
+        let listener = bind(&path)?;
+        tracing::info!(socket = %path.display(), standalone = self.state.cfg.standalone, "serving the node API");
+        let reconciler = tokio::spawn(reconcile::run(Arc::clone(&self.state)));
+        let res = tonic::transport::Server::builder()
+            .add_service(NodeServer::new(server::NodeService::new(Arc::clone(
+                &self.state,
+            ))))
+            .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
+            .await;
+        reconciler.abort();
+        let _ = reconciler.await;
+        let _ = std::fs::remove_file(&path);
+        tracing::info!(socket = %path.display(), "stopped serving");
+        res.map_err(StartError::from)
+    }
+}
+
+/// Starts the agent and serves until `shutdown` resolves. Tests run it on a tempdir socket and
+/// state dir: `tokio::spawn(agent::serve(cfg, async { rx.await.ok(); }))`.
+pub async fn serve(cfg: AgentConfig, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
+    Agent::start(cfg).await?.serve(shutdown).await
+}
+
+fn bind(path: &Path) -> Result<UnixListener, StartError> {
+    let err = |op| {
+        move |source| StartError::Socket {
+            path: path.display().to_string(),
+            op,
+            source,
+        }
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(err("create parent directory"))?;
+    }
+    match std::fs::remove_file(path) {
+        Ok(()) => tracing::info!(socket = %path.display(), "removed a stale socket"),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(err("remove stale socket")(e)),
+    }
+    let listener = UnixListener::bind(path).map_err(err("bind"))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .map_err(err("chmod 0600"))?;
+    Ok(listener)
+}

@@ -1,0 +1,134 @@
+//! The node API service (tonic): thin handlers that call the agent's modules and map errors once
+//! ([`super::errors`]).
+
+use std::sync::Arc;
+
+use sriov_proto::node::node_server::Node;
+use sriov_proto::node::{
+    Attachment, AttachmentKey, CommitRequest, Empty, FetchResponse, GcRequest, GcResponse,
+    PlanRequest, PoolStatus, StatusRequest, StatusResponse,
+};
+use tonic::{Request, Response, Status};
+
+use super::errors::AgentError;
+use super::state::State;
+use super::{gc, plan};
+use crate::ledger::display_key;
+
+/// The `Node` service over the agent's state.
+#[derive(Clone)]
+pub struct NodeService {
+    state: Arc<State>,
+}
+
+impl NodeService {
+    pub fn new(state: Arc<State>) -> Self {
+        NodeService { state }
+    }
+}
+
+fn key_of(k: AttachmentKey) -> Result<AttachmentKey, AgentError> {
+    if k.container_id.is_empty() {
+        return Err(AgentError::invalid("key.container_id", "empty"));
+    }
+    if k.ifname.is_empty() {
+        return Err(AgentError::invalid("key.ifname", "empty"));
+    }
+    Ok(k)
+}
+
+/// The Status answer: every attachment, each pool's free VFs, the pod table's health.
+pub fn status(state: &State) -> Result<StatusResponse, AgentError> {
+    let attachments = state.ledger.list()?;
+    let snap = state.snapshot();
+    let mut pools = Vec::with_capacity(snap.pools.len());
+    for p in &snap.pools {
+        let mut free = Vec::new();
+        for pci in &p.vfs {
+            let pci = pci.to_string();
+            if state.ledger.vf_holder(&pci)?.is_none() {
+                free.push(pci);
+            }
+        }
+        pools.push(PoolStatus {
+            resource: p.resource.clone(),
+            total: p.vfs.len() as u32,
+            free,
+        });
+    }
+    let (pod_table_error, pod_table_loads) = match &state.podtable {
+        Some(src) => {
+            let st = src.lock().unwrap_or_else(|e| e.into_inner()).status();
+            (st.last_error.unwrap_or_default(), st.loads_ok)
+        }
+        None => (String::new(), 0),
+    };
+    Ok(StatusResponse {
+        attachments,
+        pools,
+        pod_table_error,
+        pod_table_loads,
+    })
+}
+
+#[tonic::async_trait]
+impl Node for NodeService {
+    async fn plan(&self, req: Request<PlanRequest>) -> Result<Response<Attachment>, Status> {
+        let req = req.into_inner();
+        match plan::plan(&self.state, req).await {
+            Ok(a) => Ok(Response::new(a)),
+            Err(e) => {
+                tracing::info!(code = ?e.code(), error = %e, "plan refused");
+                Err(e.into())
+            }
+        }
+    }
+
+    async fn commit(&self, req: Request<CommitRequest>) -> Result<Response<Attachment>, Status> {
+        let req = req.into_inner();
+        let key = key_of(req.key.unwrap_or_default())?;
+        let a = self
+            .state
+            .ledger
+            .commit(&key, &req.result_json)
+            .map_err(AgentError::from)?;
+        tracing::info!(attachment = %display_key(&key), vf = %a.vf_pci, "committed");
+        Ok(Response::new(a))
+    }
+
+    async fn abort(&self, req: Request<AttachmentKey>) -> Result<Response<Empty>, Status> {
+        let key = key_of(req.into_inner())?;
+        if let Some(a) = self.state.ledger.remove(&key).map_err(AgentError::from)? {
+            tracing::info!(attachment = %display_key(&key), vf = %a.vf_pci, "aborted");
+        }
+        Ok(Response::new(Empty {}))
+    }
+
+    async fn fetch(&self, req: Request<AttachmentKey>) -> Result<Response<FetchResponse>, Status> {
+        let key = key_of(req.into_inner())?;
+        let a = self.state.ledger.get(&key).map_err(AgentError::from)?;
+        Ok(Response::new(FetchResponse {
+            found: a.is_some(),
+            attachment: a,
+        }))
+    }
+
+    async fn release(&self, req: Request<AttachmentKey>) -> Result<Response<Empty>, Status> {
+        let key = key_of(req.into_inner())?;
+        if let Some(a) = self.state.ledger.remove(&key).map_err(AgentError::from)? {
+            tracing::info!(attachment = %display_key(&key), vf = %a.vf_pci, "released");
+        }
+        Ok(Response::new(Empty {}))
+    }
+
+    async fn gc(&self, req: Request<GcRequest>) -> Result<Response<GcResponse>, Status> {
+        Ok(Response::new(gc::gc(&self.state, req.into_inner()).await?))
+    }
+
+    async fn status(
+        &self,
+        _req: Request<StatusRequest>,
+    ) -> Result<Response<StatusResponse>, Status> {
+        Ok(Response::new(status(&self.state)?))
+    }
+}

@@ -1,0 +1,213 @@
+//! What the running agent holds: its configuration, the ledger, the pool config and inventory
+//! snapshot, the pod table source, and the in-flight VF claims of concurrent Plans.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use sriov_hw::PciAddr;
+use sriov_hw::discovery::{self, Inventory, Pf, Vf};
+use sriov_hw::sysfs::Sysfs;
+
+use super::errors::StartError;
+use crate::ledger::Ledger;
+use crate::podtable::PodTableSource;
+use crate::pools::{self, Pool, PoolConfig};
+
+/// How the agent runs (the `run` flags).
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// The node API socket.
+    pub socket: PathBuf,
+    /// Where the ledger lives.
+    pub state_dir: PathBuf,
+    pub sysfs_root: PathBuf,
+    pub proc_root: PathBuf,
+    /// Pool config (reference device plugin format); required when `standalone`.
+    pub pool_config: Option<PathBuf>,
+    pub pod_table: Option<PathBuf>,
+    /// No kubelet: the agent picks VFs from its pools itself.
+    pub standalone: bool,
+    pub reconcile_interval: Duration,
+}
+
+impl AgentConfig {
+    /// The defaults of `run`, with the given socket and state directory.
+    pub fn new(socket: impl Into<PathBuf>, state_dir: impl Into<PathBuf>) -> Self {
+        AgentConfig {
+            socket: socket.into(),
+            state_dir: state_dir.into(),
+            sysfs_root: PathBuf::from("/sys"),
+            proc_root: PathBuf::from("/proc"),
+            pool_config: None,
+            pod_table: None,
+            standalone: false,
+            reconcile_interval: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The inventory and the pools built from it; swapped whole when either changes.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    pub inventory: Inventory,
+    pub pools: Vec<Pool>,
+}
+
+impl Snapshot {
+    fn build(cfg: &PoolConfig, inventory: Inventory) -> Self {
+        let mut pools = pools::assign(cfg, &inventory);
+        for p in &mut pools {
+            p.vfs.sort();
+        }
+        Snapshot { inventory, pools }
+    }
+
+    /// The VF at `pci` and its PF.
+    pub fn vf(&self, pci: PciAddr) -> Option<(&Pf, &Vf)> {
+        self.inventory
+            .pfs
+            .iter()
+            .find_map(|pf| pf.vfs.iter().find(|v| v.pci == pci).map(|v| (pf, v)))
+    }
+
+    /// The pool named `name`: its full `<prefix>/<name>`, or the bare name when that is unique.
+    pub fn pool(&self, name: &str) -> Option<&Pool> {
+        if let Some(p) = self.pools.iter().find(|p| p.resource == name) {
+            return Some(p);
+        }
+        let mut bare = self
+            .pools
+            .iter()
+            .filter(|p| p.resource.rsplit('/').next() == Some(name));
+        match (bare.next(), bare.next()) {
+            (Some(p), None) => Some(p),
+            _ => None,
+        }
+    }
+}
+
+/// The agent's shared state. One per agent; handlers hold an `Arc`.
+pub struct State {
+    pub cfg: AgentConfig,
+    pub ledger: Ledger,
+    pub sysfs: Sysfs,
+    pool_config: RwLock<Arc<PoolConfig>>,
+    snapshot: RwLock<Arc<Snapshot>>,
+    pub podtable: Option<Mutex<PodTableSource>>,
+    /// VFs chosen by a Plan that has not written the ledger yet (so two Plans never pick one VF
+    /// while the first is still reading the VF's original state).
+    pub claims: Mutex<HashSet<PciAddr>>,
+    /// Serializes VF choice + claim across Plans (short: no I/O inside).
+    pub plan_lock: tokio::sync::Mutex<()>,
+}
+
+impl State {
+    /// Opens the ledger, loads the pool config and discovers the inventory.
+    pub fn open(cfg: AgentConfig) -> Result<Self, StartError> {
+        std::fs::create_dir_all(&cfg.state_dir).map_err(|source| StartError::StateDir {
+            dir: cfg.state_dir.display().to_string(),
+            source,
+        })?;
+        let ledger = Ledger::open(&cfg.state_dir).map_err(|source| StartError::Ledger {
+            dir: cfg.state_dir.display().to_string(),
+            source,
+        })?;
+        let pool_config = match &cfg.pool_config {
+            Some(path) => load_pools(path)?,
+            None if cfg.standalone => return Err(StartError::NoPoolConfig),
+            None => PoolConfig::default(),
+        };
+        let sysfs = Sysfs::new(&cfg.sysfs_root);
+        let inventory = discovery::discover(&sysfs, Some(&cfg.proc_root));
+        for w in &inventory.warnings {
+            tracing::warn!("discovery: {w}");
+        }
+        let snapshot = Snapshot::build(&pool_config, inventory);
+        log_pools(&snapshot);
+        let podtable = cfg.pod_table.as_ref().map(|p| {
+            let mut src = PodTableSource::new(p);
+            src.refresh();
+            Mutex::new(src)
+        });
+        Ok(State {
+            ledger,
+            sysfs,
+            pool_config: RwLock::new(Arc::new(pool_config)),
+            snapshot: RwLock::new(Arc::new(snapshot)),
+            podtable,
+            claims: Mutex::new(HashSet::new()),
+            plan_lock: tokio::sync::Mutex::new(()),
+            cfg,
+        })
+    }
+
+    /// The inventory and pools in force.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        Arc::clone(&self.snapshot.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Re-scans sysfs (blocking file reads: call from a blocking context or accept a short
+    /// stall) and rebuilds the pools.
+    pub fn rediscover(&self) {
+        let inventory = discovery::discover(&self.sysfs, Some(&self.cfg.proc_root));
+        let cfg = self.pool_config();
+        let next = Snapshot::build(&cfg, inventory);
+        let before = self.snapshot();
+        if before.inventory.vfs().count() != next.inventory.vfs().count() {
+            tracing::info!(
+                before = before.inventory.vfs().count(),
+                after = next.inventory.vfs().count(),
+                "inventory changed"
+            );
+        }
+        *self.snapshot.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(next);
+    }
+
+    fn pool_config(&self) -> Arc<PoolConfig> {
+        Arc::clone(&self.pool_config.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Re-reads the pool config file (SIGHUP). An invalid file leaves the last good config in
+    /// force and returns the error.
+    pub fn reload_pools(&self) -> Result<(), StartError> {
+        let Some(path) = &self.cfg.pool_config else {
+            return Ok(());
+        };
+        let cfg = load_pools(path)?;
+        *self.pool_config.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(cfg);
+        self.rediscover();
+        log_pools(&self.snapshot());
+        Ok(())
+    }
+}
+
+fn load_pools(path: &std::path::Path) -> Result<PoolConfig, StartError> {
+    PoolConfig::load(path).map_err(|source| StartError::Pools {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+fn log_pools(s: &Snapshot) {
+    for p in &s.pools {
+        tracing::info!(pool = %p.resource, vfs = p.vfs.len(), "pool");
+    }
+}
+
+/// Releases a VF claim when dropped (the Plan wrote the ledger, or failed).
+pub struct Claim<'a> {
+    pub state: &'a State,
+    pub pci: PciAddr,
+}
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        self.state
+            .claims
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.pci);
+    }
+}
