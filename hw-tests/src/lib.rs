@@ -244,9 +244,12 @@ impl Agent {
 
     fn spawn(args: &[String], socket: &Path) -> std::process::Child {
         let _ = std::fs::remove_file(socket);
+        // The agent's log goes next to its socket, so test output stays readable.
+        let log = std::fs::File::create(socket.with_extension("log")).expect("agent log file");
         let mut child = Command::new(bin("sriov-device-plugin"))
             .args(args)
             .stdout(std::process::Stdio::null())
+            .stderr(log)
             .spawn()
             .expect("spawn agent");
         for _ in 0..200 {
