@@ -12,9 +12,12 @@ fn main() -> ExitCode {
         Ok(out) => (out, true),
         Err(e) => (e.to_json(&cni_sriov::requested_version(&stdin)), false),
     };
-    let mut so = std::io::stdout().lock();
-    let _ = so.write_all(out.as_bytes());
-    let _ = so.write_all(b"\n");
+    // DEL, CHECK, GC and STATUS succeed silently: stdout carries a result or an error only.
+    if !out.is_empty() {
+        let mut so = std::io::stdout().lock();
+        let _ = so.write_all(out.as_bytes());
+        let _ = so.write_all(b"\n");
+    }
     if ok {
         ExitCode::SUCCESS
     } else {
