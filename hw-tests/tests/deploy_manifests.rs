@@ -1,0 +1,219 @@
+//! The manifests under deploy/ agree with each other and with the binaries: resource names, paths,
+//! image, binary names and flags, and the embedded pool config, pod table and netconf parse with
+//! the same code the agent and the CNI use.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+fn deploy() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy")
+}
+
+fn yaml(name: &str) -> Value {
+    let text =
+        std::fs::read_to_string(deploy().join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+    serde_norway::from_str(&text).unwrap_or_else(|e| panic!("{name} is not valid YAML: {e}"))
+}
+
+fn s<'a>(v: &'a Value, what: &str) -> &'a str {
+    v.as_str()
+        .unwrap_or_else(|| panic!("{what} missing or not a string"))
+}
+
+#[test]
+fn manifests_agree() {
+    let ds = yaml("daemonset.yaml");
+    let pools_cm = yaml("configmap-pools.yaml");
+    let table_cm = yaml("configmap-podtable.yaml");
+    let nad = yaml("networkattachmentdefinition.yaml");
+    let sts = yaml("statefulset-mysql.yaml");
+    let containerfile = std::fs::read_to_string(deploy().join("Containerfile")).unwrap();
+
+    // DaemonSet: the privileges and host views the agent and the CNI installer need.
+    let pod = &ds["spec"]["template"]["spec"];
+    assert_eq!(pod["hostNetwork"], true);
+    assert_eq!(
+        pod["hostPID"], true,
+        "/proc/<pid>/ns/net paths need the host's PIDs"
+    );
+    let agent = &pod["containers"][0];
+    assert_eq!(agent["securityContext"]["privileged"], true);
+    let init = &pod["initContainers"][0];
+    assert_eq!(
+        init["image"], agent["image"],
+        "installer and agent must ship the same build"
+    );
+    let volumes = pod["volumes"].as_array().unwrap();
+    let host_path = |vol: &str| {
+        volumes
+            .iter()
+            .find(|v| v["name"] == vol)
+            .map(|v| v["hostPath"]["path"].as_str().unwrap_or("").to_string())
+            .unwrap_or_else(|| panic!("volume {vol} not defined"))
+    };
+    let mount_of = |c: &Value, path: &str| -> Option<(String, Value)> {
+        c["volumeMounts"].as_array()?.iter().find_map(|m| {
+            let mp = m["mountPath"].as_str()?;
+            (path == mp || path.starts_with(&format!("{mp}/")))
+                .then(|| (m["name"].as_str().unwrap_or("").to_string(), m.clone()))
+        })
+    };
+    for c in [agent, init] {
+        for m in c["volumeMounts"].as_array().unwrap() {
+            host_path(s(&m["name"], "volumeMount name"));
+        }
+    }
+    for (path, propagation) in [
+        ("/var/lib/kubelet/device-plugins", None),
+        ("/var/lib/kubelet/pod-resources", None),
+        ("/sys", None),
+        ("/opt/cni/bin", None),
+        ("/etc/cni/net.d", None),
+        ("/run/netns", Some("HostToContainer")),
+        ("/var/run/netns", Some("HostToContainer")),
+        ("/var/run/k8s.cni.cncf.io", None),
+    ] {
+        let (vol, m) =
+            mount_of(agent, path).unwrap_or_else(|| panic!("agent does not mount {path}"));
+        assert_eq!(host_path(&vol), path, "{path} must be the host's own");
+        if let Some(p) = propagation {
+            assert_eq!(
+                m["mountPropagation"], p,
+                "{path}: bind mounts made after start must appear"
+            );
+        }
+    }
+    // The installer copies the binary the NAD's "type" names into the host's CNI dir.
+    let init_cmd = init["command"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| s(v, "command"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let (cni_vol, _) = mount_of(init, "/host/opt/cni/bin").expect("installer mounts the CNI dir");
+    assert_eq!(host_path(&cni_vol), "/opt/cni/bin");
+    assert!(
+        init_cmd.contains("/usr/local/bin/sriov ") && init_cmd.contains("/host/opt/cni/bin/sriov"),
+        "{init_cmd}"
+    );
+
+    // Agent flags: every one exists on `run`, and every path is mounted.
+    let args: Vec<String> = agent["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| s(a, "arg").to_string())
+        .collect();
+    assert_eq!(args[0], "run");
+    let flag = |name: &str| {
+        args.iter()
+            .find_map(|a| a.strip_prefix(&format!("--{name}=")))
+            .unwrap_or_else(|| panic!("--{name} not set"))
+            .to_string()
+    };
+    let help = std::process::Command::new(hw_tests::bin("sriov-device-plugin"))
+        .args(["run", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    for a in &args[1..] {
+        let name = a.trim_start_matches("--").split('=').next().unwrap();
+        assert!(
+            help.contains(&format!("--{name}")),
+            "`run` has no flag --{name}"
+        );
+    }
+    let socket = flag("socket");
+    for p in [
+        socket.as_str(),
+        &flag("state-dir"),
+        &flag("config"),
+        &flag("pod-table"),
+    ] {
+        assert!(
+            mount_of(agent, p).is_some(),
+            "{p} is not on a mounted volume"
+        );
+    }
+    let cmd = s(&agent["command"][0], "agent command");
+    assert!(cmd.ends_with("/sriov-device-plugin"));
+    assert!(
+        containerfile.contains("target/release/sriov-device-plugin")
+            && containerfile.contains("target/release/sriov ")
+    );
+    assert!(
+        containerfile.contains("/usr/local/bin/"),
+        "image puts the binaries where the DaemonSet runs them"
+    );
+
+    // ConfigMaps: the file names the flags point at exist, and the content parses.
+    let (pools_vol, _) = mount_of(agent, &flag("config")).unwrap();
+    let pools_key = Path::new(&flag("config"))
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .to_string();
+    assert_eq!(
+        volumes
+            .iter()
+            .find(|v| v["name"] == pools_vol.as_str())
+            .unwrap()["configMap"]["name"],
+        pools_cm["metadata"]["name"]
+    );
+    let pools = device_plugin::pools::PoolConfig::parse(
+        s(&pools_cm["data"][&pools_key], "pool config").as_bytes(),
+    )
+    .unwrap_or_else(|e| panic!("pool ConfigMap: {e}"));
+    let table_key = Path::new(&flag("pod-table"))
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .to_string();
+    let table = device_plugin::podtable::PodTable::parse(
+        s(&table_cm["data"][&table_key], "pod table").as_bytes(),
+    )
+    .unwrap_or_else(|e| panic!("pod table ConfigMap: {e}"));
+
+    // NAD: its resource is a configured pool, its netconf parses, and it dials the agent's socket.
+    let resource = s(
+        &nad["metadata"]["annotations"]["k8s.v1.cni.cncf.io/resourceName"],
+        "NAD resourceName",
+    )
+    .to_string();
+    assert!(
+        pools.resources.iter().any(|r| r.full_name() == resource),
+        "{resource} is not a pool"
+    );
+    let conf =
+        cni_sriov::netconf::NetConf::parse(s(&nad["spec"]["config"], "NAD config").as_bytes())
+            .unwrap_or_else(|e| panic!("NAD config: {e:?}"));
+    assert_eq!(
+        conf.plugin_type.as_deref(),
+        Some("sriov"),
+        "type must name the installed binary"
+    );
+    assert_eq!(conf.resource_name.as_deref(), Some(resource.as_str()));
+    assert_eq!(conf.agent_socket, Path::new(&socket));
+    assert_eq!(conf.name, s(&nad["metadata"]["name"], "NAD name"));
+
+    // StatefulSet: asks for that resource on that network; every replica has a fixed IP.
+    let ns = s(&sts["metadata"]["namespace"], "sts namespace");
+    assert_eq!(ns, s(&nad["metadata"]["namespace"], "NAD namespace"));
+    let tpl = &sts["spec"]["template"];
+    assert_eq!(
+        tpl["metadata"]["annotations"]["k8s.v1.cni.cncf.io/networks"],
+        nad["metadata"]["name"]
+    );
+    let c = &tpl["spec"]["containers"][0];
+    assert_eq!(c["resources"]["limits"][&resource], "1");
+    let name = s(&sts["metadata"]["name"], "sts name");
+    for i in 0..sts["spec"]["replicas"].as_u64().unwrap() {
+        let pod = format!("{name}-{i}");
+        let cfg = table
+            .lookup(&conf.name, ns, &pod)
+            .unwrap_or_else(|| panic!("no pod table entry for {ns}/{pod}"));
+        assert!(!cfg.ips.is_empty(), "{ns}/{pod} has no fixed IP");
+    }
+}
