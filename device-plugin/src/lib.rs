@@ -2,6 +2,7 @@
 //! command line and calls [`cli::dispatch`].
 
 pub mod cli;
+pub mod kubelet;
 pub mod ledger;
 pub mod podtable;
 pub mod pools;
