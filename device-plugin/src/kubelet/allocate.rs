@@ -235,8 +235,9 @@ fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let mut tmp = tempfile_in(dir, path)?;
     let res = (|| {
+        // No fsync: the directory is on tmpfs (`/var/run`) and only readers racing with the
+        // write matter, which the rename covers.
         tmp.1.write_all(data)?;
-        tmp.1.sync_all()?;
         std::fs::rename(&tmp.0, path)
     })();
     if res.is_err() {

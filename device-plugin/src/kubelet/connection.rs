@@ -84,10 +84,12 @@ impl PluginServer {
             stop,
             mut task,
         } = self;
-        if remove_socket && id.is_some() && FileId::of(&path) == id {
-            if let Err(e) = std::fs::remove_file(&path) {
-                tracing::warn!(socket = %path.display(), %e, "cannot remove device plugin socket");
-            }
+        if remove_socket
+            && id.is_some()
+            && FileId::of(&path) == id
+            && let Err(e) = std::fs::remove_file(&path)
+        {
+            tracing::warn!(socket = %path.display(), %e, "cannot remove device plugin socket");
         }
         let _ = stop.send(true);
         tokio::spawn(async move {
