@@ -65,6 +65,60 @@ async fn kubelet_restart_reregisters_within_one_second() {
 }
 
 #[tokio::test]
+async fn new_kubelet_socket_alone_triggers_registration_on_the_same_server() {
+    let mut bed = Bed::start(
+        vec![pool("intel.com", "sriov_net", vfs(&[0x3b], 2, |_| None))],
+        false,
+    );
+    bed.kubelet
+        .wait_registration(NET, long_ago(), SOON)
+        .await
+        .expect("registered");
+    let starts = bed.manager().stats().server_starts;
+    let recreated = bed.kubelet.recreate_socket().expect("new kubelet.sock");
+    let r = bed
+        .kubelet
+        .wait_registration(NET, recreated, Duration::from_secs(3))
+        .await
+        .expect("re-registered");
+    let elapsed = r.at - recreated;
+    println!("new kubelet.sock: re-registered after {elapsed:?}");
+    assert!(elapsed <= Duration::from_secs(1), "took {elapsed:?}");
+    assert_eq!(
+        bed.manager().stats().server_starts,
+        starts,
+        "socket was intact"
+    );
+}
+
+#[tokio::test]
+async fn removed_plugin_socket_is_served_again_and_registered() {
+    let bed = Bed::start(
+        vec![pool("intel.com", "sriov_net", vfs(&[0x3b], 2, |_| None))],
+        false,
+    );
+    bed.kubelet
+        .wait_registration(NET, long_ago(), SOON)
+        .await
+        .expect("registered");
+    let removed = Instant::now();
+    std::fs::remove_file(bed.socket(SOCK)).expect("remove our socket");
+    let r = bed
+        .kubelet
+        .wait_registration(NET, removed, Duration::from_secs(3))
+        .await
+        .expect("re-registered");
+    let elapsed = r.at - removed;
+    println!("removed plugin socket: served and registered again after {elapsed:?}");
+    assert!(elapsed <= Duration::from_secs(1), "took {elapsed:?}");
+    let mut plugin = bed.kubelet.plugin(NET).await.expect("dial new socket");
+    plugin
+        .get_device_plugin_options(api::Empty {})
+        .await
+        .expect("answers");
+}
+
+#[tokio::test]
 async fn kubelet_down_then_up_registers_when_it_appears() {
     let dir = tempfile::tempdir().expect("tempdir");
     // Start the stand-in only to have a handle, then take it down before the agent starts.

@@ -232,6 +232,14 @@ impl KubeletStandIn {
         Ok(Instant::now())
     }
 
+    /// Re-creates only `kubelet.sock` (plugin sockets stay): a kubelet that came back without
+    /// clearing its directory. Returns when the new socket exists.
+    pub fn recreate_socket(&mut self) -> std::io::Result<Instant> {
+        self.stop();
+        self.serve()?;
+        Ok(Instant::now())
+    }
+
     /// Every registration accepted so far, oldest first.
     pub fn registrations(&self) -> Vec<Registered> {
         self.state.lock().registrations.clone()

@@ -94,6 +94,16 @@ impl DevicePluginManager {
     /// directory is logged and retried (kubelet often starts after the agent). The current
     /// snapshot is served at once; if the snapshot sender goes away, the last snapshot stays
     /// served.
+    ///
+    /// ```no_run
+    /// # async fn run(snapshots: tokio::sync::watch::Receiver<device_plugin::pools::Snapshot>) {
+    /// use device_plugin::kubelet::{DevicePluginManager, ManagerConfig};
+    /// let config = ManagerConfig { cdi: true, ..ManagerConfig::default() };
+    /// let handle = DevicePluginManager::start(config, snapshots);
+    /// // ... serve until SIGTERM; export handle.stats() as metrics ...
+    /// handle.shutdown().await;
+    /// # }
+    /// ```
     pub fn start(config: ManagerConfig, snapshots: watch::Receiver<Snapshot>) -> ManagerHandle {
         let counters = Arc::new(Counters::default());
         let kubelet_sock = config.kubelet_dir.join(KUBELET_SOCKET_NAME);
