@@ -3,6 +3,7 @@
 
 pub mod agent;
 pub mod cli;
+pub mod kubelet;
 pub mod ledger;
 pub mod podtable;
 pub mod pools;
