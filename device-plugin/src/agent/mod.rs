@@ -99,8 +99,13 @@ fn bind(path: &Path) -> Result<UnixListener, StartError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(err("remove stale socket")(e)),
     }
-    let listener = UnixListener::bind(path).map_err(err("bind"))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+    // bind() creates the file before listen() runs: a client dialing in between is refused. Bind
+    // and listen under a temporary name, then rename, so the socket appears already listening.
+    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    let listener = UnixListener::bind(&tmp).map_err(err("bind"))?;
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))
         .map_err(err("chmod 0600"))?;
+    std::fs::rename(&tmp, path).map_err(err("rename into place"))?;
     Ok(listener)
 }
