@@ -2,6 +2,7 @@
 //! command line and calls [`cli::dispatch`].
 
 pub mod cli;
+pub mod health;
 pub mod ledger;
 pub mod podtable;
 pub mod pools;
