@@ -4,5 +4,6 @@
 pub mod cli;
 pub mod health;
 pub mod ledger;
+pub mod podresources;
 pub mod podtable;
 pub mod pools;
