@@ -4,6 +4,7 @@
 pub mod cli;
 pub mod health;
 pub mod ledger;
+pub mod metrics;
 pub mod podresources;
 pub mod podtable;
 pub mod pools;
