@@ -6,10 +6,10 @@ mod pf_names;
 mod selector;
 mod snapshot;
 
+pub use config::AllocationPolicy;
 pub use config::{ConfigError, PoolConfig, ResourceConfig};
 pub use selector::Selector;
 pub use snapshot::{Device, PoolDevices, Snapshot};
-pub use config::AllocationPolicy;
 
 use serde::Serialize;
 use sriov_hw::discovery::{Inventory, Pf, Vf};
