@@ -120,6 +120,22 @@ impl ManualLinks {
         self.publish(name, Some(info.clone()), LinkEvent::Changed(info));
     }
 
+    /// Changes link `name` like [`ManualLinks::set`] but tells no subscriber: an event the
+    /// kernel dropped (overrun), which only a re-read of the link reveals.
+    pub fn set_silently(&self, name: &str, up: bool, carrier: bool) {
+        let info = LinkInfo {
+            up,
+            lower_up: up && carrier,
+            oper_up: up && carrier,
+            ..default_link(name)
+        };
+        self.inner
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .links
+            .insert(name.to_string(), Some(info));
+    }
+
     /// Makes link `name` disappear and notifies subscribers.
     pub fn remove(&self, name: &str) {
         let last = self.state(name).unwrap_or_else(|| default_link(name));
