@@ -65,14 +65,15 @@ pub async fn list(
     if !socket.exists() {
         return Err(PodResourcesError::SocketMissing { path });
     }
+    // One deadline for connect and call together (not tonic's per-request timeout, which would
+    // surface as a `Status` and hide that kubelet is hung).
     let call = async {
         let endpoint = sriov_proto::uds_endpoint(socket)
             .map_err(|e| PodResourcesError::Connect {
                 path: path.clone(),
                 message: e.to_string(),
             })?
-            .connect_timeout(timeout)
-            .timeout(timeout);
+            .connect_timeout(timeout);
         let channel = endpoint
             .connect()
             .await
