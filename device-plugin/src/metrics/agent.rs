@@ -151,7 +151,11 @@ impl AgentMetrics {
     pub fn follow(&self, watcher: &InventoryWatcher) {
         let snaps = watcher.subscribe();
         let stats = watcher.subscribe_scan_stats();
-        let m = self.clone();
+        // Only the handles: capturing `self` would capture the registry, a reference cycle.
+        let m = AgentMetrics {
+            registry: Registry::new(),
+            ..self.clone()
+        };
         self.registry.add_collector(move || {
             m.observe_snapshot(&snaps.borrow());
             m.observe_scan(&stats.borrow());

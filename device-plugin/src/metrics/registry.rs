@@ -120,7 +120,7 @@ impl Registry {
     pub fn gauge(&self, name: &str, help: &str, labels: &[&str]) -> Result<Gauge, MetricsError> {
         let idx = self.register(name, help, Kind::Gauge, labels)?;
         Ok(Gauge(Handle {
-            reg: self.clone(),
+            families: self.inner.clone(),
             idx,
         }))
     }
@@ -134,13 +134,14 @@ impl Registry {
     ) -> Result<Counter, MetricsError> {
         let idx = self.register(name, help, Kind::Counter, labels)?;
         Ok(Counter(Handle {
-            reg: self.clone(),
+            families: self.inner.clone(),
             idx,
         }))
     }
 
     /// Adds a function run at the start of every [`Registry::render`], to copy values that live
-    /// elsewhere into gauges just in time. It must not call `render`.
+    /// elsewhere into gauges just in time. It must not call `render` or `add_collector`, and
+    /// should capture metric handles, not the registry (which would keep itself alive).
     pub fn add_collector(&self, f: impl Fn() + Send + Sync + 'static) {
         self.collectors
             .lock()
@@ -208,10 +209,11 @@ fn format_value(v: f64) -> String {
     }
 }
 
-/// A family's place in its registry.
+/// A family's place in its registry. Holds the families only (not the collectors), so a
+/// collector that captures handles does not keep itself alive.
 #[derive(Clone)]
 struct Handle {
-    reg: Registry,
+    families: Arc<Mutex<Inner>>,
     idx: usize,
 }
 
@@ -219,7 +221,7 @@ impl Handle {
     /// Runs `f` on the sample for `values` (created at 0). A wrong number of label values is a
     /// programming error; it is logged and the update dropped rather than panicking the agent.
     fn with(&self, values: &[&str], f: impl FnOnce(&mut f64)) {
-        let mut inner = self.reg.lock();
+        let mut inner = self.lock();
         let Some(fam) = inner.families.get_mut(self.idx) else {
             return;
         };
@@ -237,13 +239,17 @@ impl Handle {
     }
 
     fn retain(&self, mut keep: impl FnMut(&[String]) -> bool) {
-        if let Some(fam) = self.reg.lock().families.get_mut(self.idx) {
+        if let Some(fam) = self.lock().families.get_mut(self.idx) {
             fam.samples.retain(|k, _| keep(k));
         }
     }
 
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.families.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     fn get(&self, values: &[&str]) -> Option<f64> {
-        let inner = self.reg.lock();
+        let inner = self.lock();
         let fam = inner.families.get(self.idx)?;
         fam.samples
             .iter()
