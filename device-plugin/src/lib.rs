@@ -3,7 +3,10 @@
 
 pub mod agent;
 pub mod cli;
+pub mod health;
 pub mod kubelet;
 pub mod ledger;
+pub mod metrics;
+pub mod podresources;
 pub mod podtable;
 pub mod pools;

@@ -7,11 +7,12 @@
 //!
 //! Layout: `link` (get/move/rename/MAC/MTU/up/down/delete), `addr` (addresses and routes), `vf`
 //! (IFLA_VF_* on a PF) with its pure decoder in `vf_parse`, `raw` (a byte-exact side channel the
-//! VF decoder needs), `topology` (creating bridges, veths…).
+//! VF decoder needs), `topology` (creating bridges, veths…), `monitor` (link change events).
 
 mod addr;
 mod error;
 mod link;
+mod monitor;
 mod raw;
 mod topology;
 mod vf;
@@ -20,6 +21,7 @@ mod vf_parse;
 pub use addr::RouteInfo;
 pub use error::NetlinkError;
 pub use link::LinkInfo;
+pub use monitor::{LinkEvent, LinkEvents, link_events};
 pub use topology::TopologyLink;
 pub use vf::op as vf_op;
 
