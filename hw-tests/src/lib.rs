@@ -229,6 +229,7 @@ impl Agent {
             pools.display().to_string(),
             "--reconcile-interval".into(),
             "1".into(),
+            "--no-metrics".into(),
         ];
         if let Some(t) = pod_table {
             args.push("--pod-table".into());

@@ -50,9 +50,19 @@ pub enum AgentError {
     PoolExhausted { pool: String, total: usize },
     /// No device ID and no way to ask kubelet for one.
     #[error(
-        "no deviceID and the agent is not standalone; kubelet PodResources lookup is not available yet"
+        "no deviceID, the agent is not standalone and has no PodResources socket to ask kubelet"
     )]
     NotStandalone,
+    /// Kubelet's PodResources API says the pod holds no free device of the resource.
+    #[error("pod {pod} holds no unattached device of {resource} (kubelet PodResources: {held:?})")]
+    NoAllocatedDevice {
+        pod: String,
+        resource: String,
+        held: Vec<String>,
+    },
+    /// Kubelet's PodResources API could not be asked.
+    #[error("kubelet PodResources: {0}")]
+    PodResources(String),
     /// The VF cannot be attached as it is (e.g. its netdev is elsewhere).
     #[error("{0}")]
     Precondition(String),
@@ -93,8 +103,12 @@ impl AgentError {
             | AgentError::NotInPool { .. }
             | AgentError::UnknownPool(_) => Code::InvalidArgument,
             AgentError::PoolExhausted { .. } => Code::ResourceExhausted,
-            AgentError::NotStandalone | AgentError::Precondition(_) => Code::FailedPrecondition,
-            AgentError::PodTableInvalid(_) | AgentError::Held { .. } => Code::Unavailable,
+            AgentError::NotStandalone
+            | AgentError::Precondition(_)
+            | AgentError::NoAllocatedDevice { .. } => Code::FailedPrecondition,
+            AgentError::PodTableInvalid(_)
+            | AgentError::Held { .. }
+            | AgentError::PodResources(_) => Code::Unavailable,
             AgentError::Hardware(_) => Code::Internal,
             AgentError::Ledger(e) => match e {
                 LedgerError::Exists { .. } => Code::AlreadyExists,

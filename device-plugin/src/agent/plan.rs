@@ -313,6 +313,39 @@ async fn resolve<'a>(state: &'a State, req: &PlanRequest) -> Result<Resolved<'a>
         })?;
         claims.insert(pci);
         pci
+    } else if let Some(sock) = &state.cfg.pod_resources_socket {
+        // Kubelet allocated devices to the pod; take the first one not attached yet (a pod with
+        // two interfaces of one resource gets one each). Multus-injected deviceIDs never get here.
+        let pod = format!("{}/{}", req.pod_namespace, req.pod_name);
+        let held = crate::podresources::devices_of_pod(
+            sock,
+            &req.pod_namespace,
+            &req.pod_name,
+            &req.resource_name,
+        )
+        .await
+        .map_err(|e| AgentError::PodResources(e.to_string()))?;
+        let mut claims = state.claims.lock().unwrap_or_else(|e| e.into_inner());
+        let mut chosen = None;
+        for id in &held {
+            let Ok(pci) = id.parse::<PciAddr>() else {
+                continue;
+            };
+            if snap.vf(pci).is_some()
+                && !claims.contains(&pci)
+                && state.ledger.vf_holder(id)?.is_none()
+            {
+                chosen = Some(pci);
+                break;
+            }
+        }
+        let pci = chosen.ok_or_else(|| AgentError::NoAllocatedDevice {
+            pod,
+            resource: req.resource_name.clone(),
+            held: held.clone(),
+        })?;
+        claims.insert(pci);
+        pci
     } else {
         return Err(AgentError::NotStandalone);
     };

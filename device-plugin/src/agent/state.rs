@@ -29,6 +29,9 @@ pub struct AgentConfig {
     pub pod_table: Option<PathBuf>,
     /// No kubelet: the agent picks VFs from its pools itself.
     pub standalone: bool,
+    /// Kubelet's PodResources socket: without a deviceID (and not standalone), which devices of
+    /// the netconf's resource the pod holds is asked there.
+    pub pod_resources_socket: Option<PathBuf>,
     pub reconcile_interval: Duration,
 }
 
@@ -43,6 +46,7 @@ impl AgentConfig {
             pool_config: None,
             pod_table: None,
             standalone: false,
+            pod_resources_socket: None,
             reconcile_interval: Duration::from_secs(10),
         }
     }

@@ -1,13 +1,21 @@
-//! `run`: the node agent. Serves the node API on a Unix socket until SIGTERM/SIGINT; SIGHUP
-//! reloads the pool config (an invalid file keeps the last good one).
+//! `run`: the node agent. Serves the node API on a Unix socket; unless `--standalone`, also the
+//! kubelet device plugin API for every pool (with health from netlink link events) and asks
+//! kubelet's PodResources API which VFs a pod holds. Prometheus metrics on a loopback address.
+//! SIGTERM/SIGINT stop it; SIGHUP reloads the pool config (an invalid file keeps the last good one).
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use tokio::signal::unix::{SignalKind, signal};
 
-use crate::agent::{Agent, AgentConfig};
+use crate::agent::{Agent, AgentConfig, State};
+use crate::health::{InventoryWatcher, NetlinkLinks, WatcherOptions};
+use crate::kubelet::{DevicePluginManager, ManagerConfig};
+use crate::metrics::{AgentMetrics, Registry};
+use crate::pools::PoolConfig;
 
 /// Arguments of `run`.
 #[derive(Debug, clap::Args)]
@@ -36,18 +44,43 @@ pub struct Args {
     /// Seconds between reconciler passes (free attachments whose netns is gone, re-scan).
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
     reconcile_interval: u64,
+    /// Kubelet's device plugin directory (kubelet.sock; our per-pool sockets go there).
+    #[arg(long, default_value = "/var/lib/kubelet/device-plugins")]
+    kubelet_dir: PathBuf,
+    /// Kubelet's PodResources socket, asked which VFs a pod holds when the netconf has no deviceID.
+    #[arg(long, default_value = sriov_proto::kubelet::POD_RESOURCES_SOCKET)]
+    pod_resources_socket: PathBuf,
+    /// Where Allocate writes device-info spec files.
+    #[arg(long, default_value = "/var/run/k8s.cni.cncf.io/devinfo/dp")]
+    devinfo_dir: PathBuf,
+    /// Return CDI device names from Allocate.
+    #[arg(long)]
+    cdi: bool,
+    /// Seconds between sysfs rescans for the kubelet inventory (VFs created or removed).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    rescan_interval: u64,
+    /// Prometheus metrics address; loopback only unless --metrics-allow-remote.
+    #[arg(long, default_value = "127.0.0.1:9808")]
+    metrics_addr: SocketAddr,
+    /// Allow a non-loopback metrics address.
+    #[arg(long)]
+    metrics_allow_remote: bool,
+    /// Do not serve metrics.
+    #[arg(long)]
+    no_metrics: bool,
 }
 
-impl From<Args> for AgentConfig {
-    fn from(a: Args) -> Self {
+impl From<&Args> for AgentConfig {
+    fn from(a: &Args) -> Self {
         AgentConfig {
-            socket: a.socket,
-            state_dir: a.state_dir,
-            sysfs_root: a.sysfs_root,
-            proc_root: a.proc_root,
-            pool_config: a.config,
-            pod_table: a.pod_table,
+            socket: a.socket.clone(),
+            state_dir: a.state_dir.clone(),
+            sysfs_root: a.sysfs_root.clone(),
+            proc_root: a.proc_root.clone(),
+            pool_config: a.config.clone(),
+            pod_table: a.pod_table.clone(),
             standalone: a.standalone,
+            pod_resources_socket: (!a.standalone).then(|| a.pod_resources_socket.clone()),
             reconcile_interval: Duration::from_secs(a.reconcile_interval),
         }
     }
@@ -63,16 +96,71 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
         let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
         let mut hup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
-        let agent = Agent::start(args.into()).await?;
-        let state = std::sync::Arc::clone(agent.state());
-        let reload = tokio::spawn(async move {
-            while hup.recv().await.is_some() {
-                match state.reload_pools() {
-                    Ok(()) => tracing::info!("SIGHUP: pool config reloaded"),
-                    Err(e) => tracing::error!(error = %e, "SIGHUP: pool config rejected; keeping the last good one"),
-                }
-            }
+        let agent = Agent::start((&args).into()).await?;
+        let state = Arc::clone(agent.state());
+        let registry = Registry::new();
+        let metrics = AgentMetrics::new(&registry).context("metrics")?;
+        let pools = match &args.config {
+            Some(p) => PoolConfig::load(p)?,
+            None => PoolConfig::default(),
+        };
+        // The kubelet's view: inventory + health (netlink link events) published as snapshots.
+        let watcher = InventoryWatcher::start(
+            WatcherOptions {
+                sysfs_root: args.sysfs_root.clone(),
+                proc_root: Some(args.proc_root.clone()),
+                rescan_interval: Duration::from_secs(args.rescan_interval),
+            },
+            pools,
+            Arc::new(NetlinkLinks::host().context("netlink link events")?),
+        )
+        .await
+        .context("inventory watcher")?;
+        let watcher = Arc::new(watcher);
+        metrics.follow(&watcher);
+        let manager = (!args.standalone).then(|| {
+            DevicePluginManager::start(
+                ManagerConfig {
+                    kubelet_dir: args.kubelet_dir.clone(),
+                    devinfo_dir: args.devinfo_dir.clone(),
+                    cdi: args.cdi,
+                    ..ManagerConfig::default()
+                },
+                watcher.subscribe(),
+            )
         });
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let metrics_task = (!args.no_metrics).then(|| {
+            let mut rx = stop_rx.clone();
+            let (addr, remote, reg) = (
+                args.metrics_addr,
+                args.metrics_allow_remote,
+                registry.clone(),
+            );
+            tokio::spawn(async move {
+                let stopped = async move {
+                    let _ = rx.wait_for(|s| *s).await;
+                };
+                if let Err(e) = crate::metrics::serve(addr, remote, reg, stopped).await {
+                    tracing::error!(error = %e, %addr, "metrics server");
+                }
+            })
+        });
+        let gauges = tokio::spawn(publish_counts(
+            Arc::clone(&state),
+            metrics.clone(),
+            stop_rx.clone(),
+        ));
+        let reload = {
+            let (state, metrics) = (Arc::clone(&state), metrics.clone());
+            let config = args.config.clone();
+            let watcher = Arc::clone(&watcher);
+            tokio::spawn(async move {
+                while hup.recv().await.is_some() {
+                    reload_pools(&state, &watcher, &metrics, config.as_deref()).await;
+                }
+            })
+        };
         let shutdown = async move {
             tokio::select! {
                 _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
@@ -80,7 +168,73 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             }
         };
         let res = agent.serve(shutdown).await;
+        let _ = stop_tx.send(true);
         reload.abort();
+        gauges.abort();
+        if let Some(m) = manager {
+            m.shutdown().await;
+        }
+        if let Some(t) = metrics_task {
+            let _ = t.await;
+        }
         res.map_err(anyhow::Error::from)
     })
+}
+
+/// SIGHUP: the node API's pools and the kubelet's inventory take the new config together; an
+/// invalid file leaves both on the last good one.
+async fn reload_pools(
+    state: &State,
+    watcher: &InventoryWatcher,
+    metrics: &AgentMetrics,
+    config: Option<&std::path::Path>,
+) {
+    let Some(path) = config else { return };
+    let res = match (state.reload_pools(), PoolConfig::load(path)) {
+        (Ok(()), Ok(cfg)) => watcher.set_config(cfg).await.map_err(|e| e.to_string()),
+        (Err(e), _) => Err(e.to_string()),
+        (_, Err(e)) => Err(e.to_string()),
+    };
+    metrics.config_reload(res.is_ok());
+    match res {
+        Ok(()) => tracing::info!("SIGHUP: pool config reloaded"),
+        Err(e) => {
+            tracing::error!(error = %e, "SIGHUP: pool config rejected; keeping the last good one")
+        }
+    }
+}
+
+/// Keeps the attached-VF gauges and the pod table reload counter current (every 2 s).
+async fn publish_counts(
+    state: Arc<State>,
+    metrics: AgentMetrics,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut last_loads = (0u64, 0u64);
+    loop {
+        let snap = state.snapshot();
+        if let Ok(atts) = state.ledger.list() {
+            for pool in &snap.pools {
+                let n = atts
+                    .iter()
+                    .filter(|a| a.vf_pci.parse().is_ok_and(|p| pool.vfs.contains(&p)))
+                    .count();
+                metrics.set_attached(&pool.resource, n);
+            }
+        }
+        if let Some(src) = &state.podtable {
+            let st = src.lock().unwrap_or_else(|e| e.into_inner()).status();
+            for _ in last_loads.0..st.loads_ok {
+                metrics.pod_table_reload(true);
+            }
+            for _ in last_loads.1..st.loads_failed {
+                metrics.pod_table_reload(false);
+            }
+            last_loads = (st.loads_ok, st.loads_failed);
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
 }
