@@ -5,8 +5,7 @@ use sriov_hw::netlink::Netlink;
 use sriov_hw::netns::NetnsHandle;
 use sriov_proto::node::State;
 
-use super::{block_on, key};
-use crate::agent;
+use super::{block_on, fetch};
 use crate::error::{CniError, code};
 use crate::ipam;
 use crate::netconf::NetConf;
@@ -23,17 +22,10 @@ pub fn check(req: &Request, conf: &NetConf) -> Result<String, CniError> {
 }
 
 async fn check_async(req: &Request, conf: &NetConf) -> Result<(), CniError> {
-    let mut agent = agent::connect(&conf.agent_socket).await?;
-    let fetched = agent
-        .fetch(key(req))
-        .await
-        .map_err(|s| agent::to_cni("fetching the attachment failed", s))?
-        .into_inner();
+    let (_, rec) = fetch(req, &conf.agent_socket).await?;
     let fail = |msg: String| CniError::new(code::UNKNOWN_CONTAINER, msg);
-    let rec = fetched
-        .attachment
-        .filter(|_| fetched.found)
-        .ok_or_else(|| fail(format!("no attachment {}/{}", req.container_id, req.ifname)))?;
+    let rec =
+        rec.ok_or_else(|| fail(format!("no attachment {}/{}", req.container_id, req.ifname)))?;
     if rec.state() != State::Committed {
         return Err(fail(format!(
             "attachment {}/{} was never completed",

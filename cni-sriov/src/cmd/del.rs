@@ -4,7 +4,7 @@
 
 use sriov_hw::attach::{self, NodeMachine};
 
-use super::{block_on, joined, key, live_netns};
+use super::{block_on, fetch, joined, key, live_netns};
 use crate::agent;
 use crate::error::{CniError, code};
 use crate::ipam;
@@ -18,13 +18,8 @@ pub fn del(req: &Request, conf: &NetConf) -> Result<String, CniError> {
 }
 
 async fn del_async(req: &Request, conf: &NetConf) -> Result<(), CniError> {
-    let mut agent = agent::connect(&conf.agent_socket).await?;
-    let fetched = agent
-        .fetch(key(req))
-        .await
-        .map_err(|s| agent::to_cni("fetching the attachment failed", s))?
-        .into_inner();
-    let Some(rec) = fetched.attachment.filter(|_| fetched.found) else {
+    let (mut agent, rec) = fetch(req, &conf.agent_socket).await?;
+    let Some(rec) = rec else {
         // Never added, or already deleted (containerd calls DEL twice): nothing to do.
         return Ok(());
     };

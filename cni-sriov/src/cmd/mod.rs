@@ -39,6 +39,21 @@ fn key(req: &Request) -> AttachmentKey {
     }
 }
 
+/// The agent's record of this call's attachment, if it has one (with the connected client, for
+/// the Release that follows a DEL).
+async fn fetch(
+    req: &Request,
+    socket: &Path,
+) -> Result<(crate::agent::Agent, Option<Attachment>), CniError> {
+    let mut agent = crate::agent::connect(socket).await?;
+    let fetched = agent
+        .fetch(key(req))
+        .await
+        .map_err(|s| crate::agent::to_cni("fetching the attachment failed", s))?
+        .into_inner();
+    Ok((agent, fetched.attachment.filter(|_| fetched.found)))
+}
+
 /// The pod's namespace if it still exists and is the one recorded at ADD (paths like
 /// `/proc/<pid>/ns/net` are reused, so the identity is compared, not the path).
 fn live_netns(req_netns: Option<&Path>, rec: &Attachment) -> Option<NetnsHandle> {
