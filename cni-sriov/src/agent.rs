@@ -46,7 +46,10 @@ pub fn to_cni(what: &str, s: tonic::Status) -> CniError {
         | Code::AlreadyExists
         | Code::Aborted
         | Code::DeadlineExceeded
-        | Code::Cancelled => code::TRY_AGAIN,
+        | Code::Cancelled
+        // The agent never answers Unknown: it is the transport failing (the agent died or
+        // restarted mid-call). Whatever it recorded, DEL undoes; the runtime retries.
+        | Code::Unknown => code::TRY_AGAIN,
         _ => code::INTERNAL,
     };
     CniError::new(c, format!("{what}: {}", s.message()))

@@ -205,7 +205,8 @@ impl Drop for Netns {
 
 /// The agent (`sriov-device-plugin run --standalone`) as a child process, killed on drop.
 pub struct Agent {
-    pub child: std::process::Child,
+    /// Behind a lock so a test can crash and restart the agent while other threads use it.
+    pub child: std::sync::Mutex<std::process::Child>,
     pub socket: PathBuf,
     pub state_dir: PathBuf,
     args: Vec<String>,
@@ -235,7 +236,7 @@ impl Agent {
             args.push("--pod-table".into());
             args.push(t.display().to_string());
         }
-        let child = Self::spawn(&args, &socket);
+        let child = std::sync::Mutex::new(Self::spawn(&args, &socket));
         Agent {
             child,
             socket,
@@ -268,10 +269,11 @@ impl Agent {
     }
 
     /// kill -9 the agent and start it again on the same state (a crash and a restart).
-    pub fn crash_and_restart(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        self.child = Self::spawn(&self.args, &self.socket);
+    pub fn crash_and_restart(&self) {
+        let mut child = self.child.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = child.kill();
+        let _ = child.wait();
+        *child = Self::spawn(&self.args, &self.socket);
     }
 
     /// `sriov-device-plugin status --json` against this agent.
@@ -287,8 +289,9 @@ impl Agent {
 
 impl Drop for Agent {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let child = self.child.get_mut().unwrap_or_else(|e| e.into_inner());
+        let _ = child.kill();
+        let _ = child.wait();
     }
 }
 

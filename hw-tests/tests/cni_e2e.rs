@@ -395,7 +395,7 @@ fn agent_crash_and_restart_keeps_the_ledger() {
     if !require_root("agent_crash_and_restart_keeps_the_ledger") {
         return;
     }
-    let mut bed = Bed::new(1, &default_pod_table());
+    let bed = Bed::new(1, &default_pod_table());
     let conf = bed.conf("1.0.0", json!({}));
     let ns = pod_netns();
     assert!(bed.call("ADD", "c-keep", &ns.path(), "db-0", &conf).ok);
