@@ -24,6 +24,14 @@ pub struct Args {
     json: bool,
 }
 
+/// "Vendor Device" from the PCI ID database (the table view only: the CNI never loads it).
+fn device_name(vendor: u16, device: u16) -> String {
+    match pci_ids::Device::from_vid_pid(vendor, device) {
+        Some(d) => format!("{} {}", d.vendor().name(), d.name()),
+        None => format!("{vendor:04x}:{device:04x}"),
+    }
+}
+
 /// Runs discovery once and prints it.
 pub fn run(args: Args) -> anyhow::Result<()> {
     let sysfs = Sysfs::new(&args.sysfs_root);
@@ -42,13 +50,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     for pf in &inv.pfs {
         println!(
-            "PF {} {} driver={} vfs={}/{} numa={}",
+            "PF {} {} driver={} vfs={}/{} numa={} [{}]",
             pf.pci,
             pf.netdevs.join(","),
             pf.driver.as_deref().unwrap_or("-"),
             pf.num_vfs,
             pf.total_vfs,
             pf.numa_node.map_or("-".into(), |n| n.to_string()),
+            device_name(pf.vendor, pf.device),
         );
         for vf in &pf.vfs {
             println!(
