@@ -1,177 +1,116 @@
-//! Bad input gets the spec's error code and a message naming the problem, and changes nothing:
-//! the ledger stays empty and every VF stays as it was.
+//! The bad-input corpus (`hw-tests/corpus/bad-input.json`): every malformed netconf, environment,
+//! pod table and pool config gets its expected error code and a message naming the problem, and
+//! changes nothing — the ledger stays empty and every VF stays as it was.
 
 use hw_tests::cni_fixture::{Bed, default_pod_table, pod_netns};
 use hw_tests::require_root;
 use serde_json::{Value, json};
 
-struct Case {
-    name: &'static str,
-    env: Vec<(&'static str, String)>,
-    conf: Value,
-    code: u64,
-    fragment: &'static str,
+fn corpus() -> Value {
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus/bad-input.json");
+    serde_json::from_slice(&std::fs::read(p).expect("corpus")).expect("corpus is JSON")
+}
+
+fn text(input: &Value) -> Vec<u8> {
+    match input {
+        Value::String(s) => s.clone().into_bytes(),
+        v => v.to_string().into_bytes(),
+    }
 }
 
 #[test]
-fn bad_inputs_get_the_right_code_and_change_nothing() {
-    if !require_root("bad_inputs_get_the_right_code_and_change_nothing") {
+fn pod_tables_and_pool_configs_in_the_corpus_are_refused_with_the_entry_named() {
+    let c = corpus();
+    let mut failures = Vec::new();
+    for case in c["podtable"].as_array().unwrap() {
+        match device_plugin::podtable::PodTable::parse(&text(&case["input"])) {
+            Ok(_) => failures.push(format!("pod table {}: accepted", case["name"])),
+            Err(e) if !e.to_string().contains(case["fragment"].as_str().unwrap()) => {
+                failures.push(format!("pod table {}: {e}", case["name"]))
+            }
+            Err(_) => {}
+        }
+    }
+    for case in c["pools"].as_array().unwrap() {
+        match device_plugin::pools::PoolConfig::parse(&text(&case["input"])) {
+            Ok(_) => failures.push(format!("pools {}: accepted", case["name"])),
+            Err(e) if !e.to_string().contains(case["fragment"].as_str().unwrap()) => {
+                failures.push(format!("pools {}: {e}", case["name"]))
+            }
+            Err(_) => {}
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn bad_cni_inputs_get_the_right_code_and_change_nothing() {
+    if !require_root("bad_cni_inputs_get_the_right_code_and_change_nothing") {
         return;
     }
     let bed = Bed::new(1, &default_pod_table());
     let ns = pod_netns();
     let good = bed.conf("1.0.0", json!({}));
-    let with = |extra: Value| {
-        let mut c = good.clone();
-        if let (Some(o), Value::Object(e)) = (c.as_object_mut(), extra) {
-            o.extend(e);
-        }
-        c
-    };
-    let base_env = |ifname: &str, netns: &str| {
-        vec![
-            ("CNI_COMMAND", "ADD".to_string()),
-            ("CNI_CONTAINERID", "c-bad".to_string()),
-            ("CNI_NETNS", netns.to_string()),
-            ("CNI_IFNAME", ifname.to_string()),
-            (
-                "CNI_ARGS",
-                "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=db-0".to_string(),
-            ),
-            ("CNI_PATH", "/usr/lib/cni".to_string()),
-        ]
-    };
-    let env = base_env("net1", &ns.path());
-    let drop_var = |k: &str| {
-        env.iter()
-            .filter(|(n, _)| *n != k)
-            .cloned()
-            .collect::<Vec<_>>()
-    };
-    let cases = vec![
-        Case {
-            name: "missing CNI_COMMAND",
-            env: drop_var("CNI_COMMAND"),
-            conf: good.clone(),
-            code: 4,
-            fragment: "CNI_COMMAND",
-        },
-        Case {
-            name: "missing CNI_CONTAINERID",
-            env: drop_var("CNI_CONTAINERID"),
-            conf: good.clone(),
-            code: 4,
-            fragment: "CNI_CONTAINERID",
-        },
-        Case {
-            name: "missing CNI_NETNS",
-            env: drop_var("CNI_NETNS"),
-            conf: good.clone(),
-            code: 4,
-            fragment: "CNI_NETNS",
-        },
-        Case {
-            name: "unknown cniVersion",
-            env: env.clone(),
-            conf: with(json!({"cniVersion": "0.2.0"})),
-            code: 1,
-            fragment: "0.2.0",
-        },
-        Case {
-            name: "vlan 4095",
-            env: env.clone(),
-            conf: with(json!({"vlan": 4095})),
-            code: 7,
-            fragment: "vlan",
-        },
-        Case {
-            name: "vlanQoS without vlan",
-            env: env.clone(),
-            conf: with(json!({"vlanQoS": 3})),
-            code: 7,
-            fragment: "vlanQoS",
-        },
-        Case {
-            name: "bad MAC",
-            env: env.clone(),
-            conf: with(json!({"mac": "02:00:zz:00:00:01"})),
-            code: 7,
-            fragment: "mac",
-        },
-        Case {
-            name: "negative rate",
-            env: env.clone(),
-            conf: with(json!({"max_tx_rate": -5})),
-            code: 7,
-            fragment: "max_tx_rate",
-        },
-        Case {
-            name: "absurd rate",
-            env: env.clone(),
-            conf: with(json!({"max_tx_rate": 1_000_000_000u64})),
-            code: 7,
-            fragment: "max_tx_rate",
-        },
-        Case {
-            name: "ifname too long",
-            env: base_env("a-very-long-ifname", &ns.path()),
-            conf: good.clone(),
-            code: 4,
-            fragment: "CNI_IFNAME",
-        },
-        Case {
-            name: "ifname with slash",
-            env: base_env("net/1", &ns.path()),
-            conf: good.clone(),
-            code: 4,
-            fragment: "CNI_IFNAME",
-        },
-        Case {
-            name: "netns not a netns",
-            env: base_env("net1", "/etc/hostname"),
-            conf: good.clone(),
-            code: 4,
-            fragment: "/etc/hostname",
-        },
-        Case {
-            name: "netns missing",
-            env: base_env("net1", "/run/netns/does-not-exist"),
-            conf: good.clone(),
-            code: 4,
-            fragment: "does-not-exist",
-        },
-        Case {
-            name: "unknown pool",
-            env: env.clone(),
-            conf: with(json!({"resourceName": "test.io/nope"})),
-            code: 7,
-            fragment: "test.io/nope",
-        },
-        Case {
-            name: "unknown deviceID",
-            env: env.clone(),
-            conf: with(json!({"deviceID": "0000:99:00.1"})),
-            code: 7,
-            fragment: "0000:99:00.1",
-        },
-    ];
+    let c = corpus();
+    let cases = c["cni"].as_array().unwrap();
+    let total = cases.len()
+        + c["podtable"].as_array().unwrap().len()
+        + c["pools"].as_array().unwrap().len();
+    assert!(
+        total >= 40,
+        "the corpus must hold at least 40 cases, has {total}"
+    );
     let mut failures = Vec::new();
-    for c in &cases {
-        let envs: Vec<(&str, &str)> = c.env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        let out = hw_tests::cni(&envs, &c.conf);
+    for case in cases {
+        let name = case["name"].as_str().unwrap();
+        let mut env: Vec<(String, String)> = vec![
+            ("CNI_COMMAND".into(), "ADD".into()),
+            ("CNI_CONTAINERID".into(), "c-bad".into()),
+            ("CNI_NETNS".into(), ns.path()),
+            ("CNI_IFNAME".into(), "net1".into()),
+            (
+                "CNI_ARGS".into(),
+                "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=db-0".into(),
+            ),
+            ("CNI_PATH".into(), "/usr/lib/cni".into()),
+        ];
+        if let Some(o) = case["env"].as_object() {
+            for (k, v) in o {
+                env.retain(|(n, _)| n != k);
+                if let Some(v) = v.as_str() {
+                    env.push((k.clone(), v.to_string()));
+                }
+            }
+        }
+        let mut conf = good.clone();
+        if let Some(o) = case["conf"].as_object() {
+            for (k, v) in o {
+                if v.is_null() {
+                    conf.as_object_mut().unwrap().remove(k);
+                } else {
+                    conf[k] = v.clone();
+                }
+            }
+        }
+        let envs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let out = hw_tests::cni(&envs, &conf);
         let msg = format!(
             "{} {}",
             out.json["msg"].as_str().unwrap_or(""),
             out.json["details"].as_str().unwrap_or("")
         );
-        if out.ok || out.code() != c.code || !msg.contains(c.fragment) {
+        let (code, frag) = (
+            case["code"].as_u64().unwrap(),
+            case["fragment"].as_str().unwrap(),
+        );
+        if out.ok || out.code() != code || !msg.contains(frag) {
             failures.push(format!(
-                "{}: want code {} with {:?}, got ok={} {}",
-                c.name, c.code, c.fragment, out.ok, out.json
+                "{name}: want code {code} with {frag:?}, got ok={} {}",
+                out.ok, out.json
             ));
         }
         if !bed.attachments().is_empty() {
-            failures.push(format!("{}: left an attachment in the ledger", c.name));
+            failures.push(format!("{name}: left an attachment in the ledger"));
         }
     }
     // Malformed JSON on stdin.
