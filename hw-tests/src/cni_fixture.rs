@@ -10,6 +10,14 @@ use crate::{Agent, CniOutcome, EmulatedNic, Netns, cni, unique_name};
 /// The network name the pod table and netconfs use.
 pub const NET: &str = "db-net";
 
+/// The pool's resource name (`<resourcePrefix>/<resourceName>` of the bed's pool config).
+pub const RESOURCE: &str = "test.io/emu";
+/// The env var Allocate sets for [`RESOURCE`].
+pub const RESOURCE_ENV: &str = "PCIDEVICE_TEST_IO_EMU";
+const KUBELET_DIR: &str = "kubelet";
+const POD_RESOURCES_SOCK: &str = "pr.sock";
+const DEVINFO_DIR: &str = "devinfo";
+
 /// The default pod table: db-0/db-1 on VLAN 100 (defaults), web-0 on VLAN 200.
 pub fn default_pod_table() -> Value {
     json!({"networks": {NET: {
@@ -31,8 +39,42 @@ pub struct Bed {
 }
 
 impl Bed {
-    /// An emulated NIC with `vfs` VFs, the agent, and `table` as the pod table.
+    /// An emulated NIC with `vfs` VFs, the agent in standalone mode, and `table` as the pod
+    /// table.
     pub fn new(vfs: u32, table: &Value) -> Self {
+        Self::build(vfs, table, &["--standalone"], |_| Vec::new())
+    }
+
+    /// As [`Bed::new`], with the agent serving kubelet instead: its device plugin sockets in
+    /// [`Bed::kubelet_dir`], PodResources asked on [`Bed::pod_resources_socket`], device-info
+    /// files in [`Bed::devinfo_dir`], sysfs rescanned every second. `before_agent` gets the
+    /// bed's directory once the kubelet directory exists and before the agent starts (where a
+    /// test starts its kubelet stand-ins).
+    pub fn with_kubelet(vfs: u32, table: &Value, before_agent: impl FnOnce(&Path)) -> Self {
+        Self::build(vfs, table, &[], |dir| {
+            let kdir = dir.join(KUBELET_DIR);
+            std::fs::create_dir_all(&kdir).expect("kubelet dir");
+            before_agent(dir);
+            vec![
+                "--kubelet-dir".into(),
+                kdir.display().to_string(),
+                "--pod-resources-socket".into(),
+                dir.join(POD_RESOURCES_SOCK).display().to_string(),
+                "--devinfo-dir".into(),
+                dir.join(DEVINFO_DIR).display().to_string(),
+                "--rescan-interval".into(),
+                "1".into(),
+            ]
+        })
+    }
+
+    /// `prepare` runs before the agent starts and returns more flags for it.
+    fn build(
+        vfs: u32,
+        table: &Value,
+        flags: &[&str],
+        prepare: impl FnOnce(&Path) -> Vec<String>,
+    ) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let root = dir.path().join("sys");
         let pf = unique_name("ce");
@@ -47,13 +89,55 @@ impl Bed {
         .expect("write pools");
         let pod_table = dir.path().join("podtable.json");
         std::fs::write(&pod_table, table.to_string()).expect("write pod table");
-        let agent = Agent::start(dir.path(), &root, &pools, Some(&pod_table));
+        let more = prepare(dir.path());
+        let mut flags: Vec<&str> = flags.to_vec();
+        flags.extend(more.iter().map(String::as_str));
+        let agent = Agent::start_with(dir.path(), &root, &pools, Some(&pod_table), &flags);
         Bed {
             agent,
             nic,
             dir,
             pod_table,
         }
+    }
+
+    /// Kubelet's device plugin directory in kubelet mode.
+    pub fn kubelet_dir(&self) -> PathBuf {
+        self.dir.path().join(KUBELET_DIR)
+    }
+
+    /// Where the agent asks PodResources in kubelet mode.
+    pub fn pod_resources_socket(&self) -> PathBuf {
+        self.dir.path().join(POD_RESOURCES_SOCK)
+    }
+
+    /// Where Allocate writes device-info files in kubelet mode.
+    pub fn devinfo_dir(&self) -> PathBuf {
+        self.dir.path().join(DEVINFO_DIR)
+    }
+
+    /// The VFs' PCI addresses in VF index order, as `inventory --json` reports them.
+    pub fn vf_pcis(&self) -> Vec<String> {
+        let out = crate::run_ok(
+            std::process::Command::new(crate::bin("sriov-device-plugin"))
+                .args(["inventory", "--json", "--sysfs-root"])
+                .arg(self.sysfs_root()),
+        );
+        let inv: Value = serde_json::from_slice(&out.stdout).expect("inventory --json");
+        let mut vfs: Vec<(u64, String)> = inv["pfs"][0]["vfs"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .map(|v| {
+                (
+                    v["index"].as_u64().unwrap_or_default(),
+                    v["pci"].as_str().unwrap_or_default().to_string(),
+                )
+            })
+            .collect();
+        vfs.sort();
+        vfs.into_iter().map(|(_, p)| p).collect()
     }
 
     /// The PF (bridge) name.
@@ -67,7 +151,7 @@ impl Bed {
             "cniVersion": version,
             "name": NET,
             "type": "sriov",
-            "resourceName": "test.io/emu",
+            "resourceName": RESOURCE,
             "agentSocket": self.agent.socket.display().to_string(),
             "spoofchk": "on",
         });

@@ -162,6 +162,7 @@ impl Drop for EmulatedNic {
 
 pub mod cni_fixture;
 pub mod kubelet;
+pub mod podresources;
 
 /// A network namespace made with `ip netns add`, deleted on drop (unless already gone).
 pub struct Netns {
@@ -203,7 +204,8 @@ impl Drop for Netns {
     }
 }
 
-/// The agent (`sriov-device-plugin run --standalone`) as a child process, killed on drop.
+/// The agent (`sriov-device-plugin run`) as a child process, killed on drop: standalone
+/// ([`Agent::start`]) or serving kubelet ([`Agent::start_with`] without `--standalone`).
 pub struct Agent {
     /// Behind a lock so a test can crash and restart the agent while other threads use it.
     pub child: std::sync::Mutex<std::process::Child>,
@@ -215,23 +217,40 @@ pub struct Agent {
 impl Agent {
     /// Starts the agent in standalone mode and waits (up to 10 s) for its socket.
     pub fn start(dir: &Path, sysfs_root: &Path, pools: &Path, pod_table: Option<&Path>) -> Self {
+        Self::start_with(dir, sysfs_root, pools, pod_table, &["--standalone"])
+    }
+
+    /// Starts `run` with the test defaults (node socket `<dir>/agent.sock`, ledger in
+    /// `<dir>/state`, reconcile every second, no metrics) plus `extra` flags, and waits (up to
+    /// 10 s) for the node socket. Without `--standalone` in `extra`, pass `--kubelet-dir`,
+    /// `--pod-resources-socket` and `--devinfo-dir` so nothing touches the host's kubelet paths.
+    pub fn start_with(
+        dir: &Path,
+        sysfs_root: &Path,
+        pools: &Path,
+        pod_table: Option<&Path>,
+        extra: &[&str],
+    ) -> Self {
         let socket = dir.join("agent.sock");
         let state_dir = dir.join("state");
-        let mut args: Vec<String> = vec![
-            "run".into(),
-            "--standalone".into(),
-            "--socket".into(),
-            socket.display().to_string(),
-            "--state-dir".into(),
-            state_dir.display().to_string(),
-            "--sysfs-root".into(),
-            sysfs_root.display().to_string(),
-            "--config".into(),
-            pools.display().to_string(),
-            "--reconcile-interval".into(),
-            "1".into(),
-            "--no-metrics".into(),
-        ];
+        let mut args: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        args.splice(
+            0..0,
+            [
+                "run".into(),
+                "--socket".into(),
+                socket.display().to_string(),
+                "--state-dir".into(),
+                state_dir.display().to_string(),
+                "--sysfs-root".into(),
+                sysfs_root.display().to_string(),
+                "--config".into(),
+                pools.display().to_string(),
+                "--reconcile-interval".into(),
+                "1".into(),
+                "--no-metrics".into(),
+            ],
+        );
         if let Some(t) = pod_table {
             args.push("--pod-table".into());
             args.push(t.display().to_string());
@@ -266,6 +285,16 @@ impl Agent {
         }
         let _ = child.kill();
         panic!("agent socket {} did not appear", socket.display());
+    }
+
+    /// The agent's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The agent's log so far (stderr, written next to its socket).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.socket.with_extension("log")).unwrap_or_default()
     }
 
     /// kill -9 the agent and start it again on the same state (a crash and a restart).
