@@ -289,7 +289,7 @@ impl Agent {
 
     /// The agent's process id.
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.child.lock().unwrap_or_else(|e| e.into_inner()).id()
     }
 
     /// The agent's log so far (stderr, written next to its socket).

@@ -223,7 +223,7 @@ async fn kubelet_restart_and_agent_crash_both_end_in_registration() {
         return;
     }
     let since = Instant::now();
-    let (mut kubelet, mut bed) = kubelet_bed(2);
+    let (mut kubelet, bed) = kubelet_bed(2);
     let want = bed.vf_pcis();
     let first = kubelet
         .wait_registration(RESOURCE, since, START)
