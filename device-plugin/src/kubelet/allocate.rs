@@ -246,13 +246,16 @@ fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
     res
 }
 
-/// Creates `<dir>/.<file name>.<pid>.tmp` exclusively (stale ones from a crash are replaced).
+/// Creates `<dir>/.<file name>.<pid>.<n>.tmp` (`n` counts calls, so two Allocates of one device
+/// running at once never share a temporary file; stale ones from a crash are replaced).
 fn tempfile_in(dir: &Path, path: &Path) -> std::io::Result<(PathBuf, std::fs::File)> {
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let tmp = dir.join(format!(".{name}.{}.{n}.tmp", std::process::id()));
     let file = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
