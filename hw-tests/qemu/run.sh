@@ -44,7 +44,7 @@ ITER=${SRIOV_QEMU_ITERATIONS:-7}
 # ---- binaries ----
 BINS="sriov sriov-device-plugin sriov-hwcheck"
 if [ -n "${SRIOV_QEMU_BIN_DIR:-}" ]; then
-  BIN=$SRIOV_QEMU_BIN_DIR
+  BIN=$(cd "$WS" && cd "$SRIOV_QEMU_BIN_DIR" && pwd)
 else
   (cd "$WS" && cargo build --release --quiet -p cni-sriov -p device-plugin -p hw-tests --bins)
   BIN=$TARGET/release
