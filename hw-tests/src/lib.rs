@@ -161,6 +161,7 @@ impl Drop for EmulatedNic {
 }
 
 pub mod cni_fixture;
+pub mod hwcheck;
 pub mod kubelet;
 pub mod podresources;
 

@@ -4,9 +4,9 @@
 //! [`apply`] configures the VF through its PF, moves its netdev into the pod namespace under the
 //! pod-side name and sets addresses and routes; on any failure it runs [`restore`] before
 //! returning, so a failed ADD leaves the VF as it was. [`restore`] is idempotent and never stops at
-//! the first failure: it finds the VF wherever it is (host under any name, still in the pod
-//! namespace, or destroyed with it on the emulated NIC), renames it back, restores MAC and MTU, and
-//! restores the VF's configuration on the PF, then reports every error together.
+//! the first failure: it restores the VF's configuration on the PF, then finds the VF wherever it
+//! is (host under any name, still in the pod namespace, or destroyed with it on the emulated NIC),
+//! renames it back and restores MAC and MTU, then reports every error together.
 
 mod machine;
 mod model;
@@ -83,14 +83,18 @@ async fn apply_steps<M: Machine>(
             .await
             .map_err(|e| AttachError::vf(Step::VfLinkState, e))?;
     }
-    m.checkpoint(Step::VfMac);
-    if let Some(mac) = s.mac {
-        vfs.set_mac(pf, vf, mac)
-            .await
-            .map_err(|e| AttachError::vf(Step::VfMac, e))?;
-    }
+    let set_pf_mac = || async move {
+        m.checkpoint(Step::VfMac);
+        if let Some(mac) = s.mac {
+            vfs.set_mac(pf, vf, mac)
+                .await
+                .map_err(|e| AttachError::vf(Step::VfMac, e))?;
+        }
+        Ok::<(), AttachError>(())
+    };
     if t.vfio {
         // A VF bound to vfio-pci has no netdev: the pod's userspace driver owns it.
+        set_pf_mac().await?;
         return Ok(Applied::default());
     }
     // 2. The VF netdev, still in the host namespace.
@@ -100,9 +104,12 @@ async fn apply_steps<M: Machine>(
     m.checkpoint(Step::HostDown);
     host.set_down(dev).await.map_err(nl(Step::HostDown))?;
     if let Some(mac) = s.mac {
-        // Most VF drivers only take the PF-assigned MAC after a reset: set it on the netdev too.
+        // Most VF drivers only take the PF-assigned MAC after a reset: set it on the netdev too,
+        // and before the PF's: once the PF has set an admin MAC, igb refuses an untrusted VF's own
+        // MAC change (igbvf then answers EADDRNOTAVAIL) as soon as the VF has been up once.
         host.set_mac(dev, mac).await.map_err(nl(Step::NetdevMac))?;
     }
+    set_pf_mac().await?;
     if let Some(mtu) = pod.mtu {
         host.set_mtu(dev, mtu).await.map_err(nl(Step::NetdevMtu))?;
     }
@@ -146,10 +153,10 @@ async fn apply_steps<M: Machine>(
     })
 }
 
-/// Gives the VF back: netdev in the host namespace under its original name, MAC and MTU, and the
-/// original value of every VF attribute `touched` sets (only those: restoring an attribute ADD never
-/// changed could fail on drivers without it, e.g. link state on igb). Idempotent; attempts every
-/// step and returns all errors.
+/// Gives the VF back: first the original value of every VF attribute `touched` sets on the PF
+/// (only those: restoring an attribute ADD never changed could fail on drivers without it, e.g.
+/// link state on igb), then the netdev in the host namespace under its original name, MAC and
+/// MTU. Idempotent; attempts every step and returns all errors.
 ///
 /// `pod_ns` is the pod's namespace if it still exists (the caller checked its identity); `ifname`
 /// is the pod-side name the VF was given.
@@ -162,11 +169,6 @@ pub async fn restore<M: Machine>(
     ifname: &str,
 ) -> Result<(), Vec<AttachError>> {
     let mut errs = Vec::new();
-    if !t.vfio
-        && let Err(e) = restore_netdev(m, t, orig, pod_ns, ifname).await
-    {
-        errs.push(e);
-    }
     let vfs = m.vfs();
     let (pf, vf, o) = (t.pf.as_str(), t.index, &orig.vf);
     let mut note = |step, r: Result<(), crate::vfctl::VfError>| {
@@ -174,11 +176,14 @@ pub async fn restore<M: Machine>(
             errs.push(AttachError::vf(step, e));
         }
     };
+    // The PF side first, starting with the admin MAC: while the PF holds one, igb refuses an
+    // untrusted VF's own MAC change, so the netdev could not get its original MAC back. Clearing
+    // it (all-zero) is also how "no admin MAC" is put back.
+    let admin_mac = o.mac.filter(|m| !m.is_zero());
     if touched.mac.is_some() {
-        let mac = o.mac.unwrap_or_default();
-        let r = vfs.set_mac(pf, vf, mac).await;
-        // Some drivers (igb) refuse the all-zero MAC, so "no admin MAC" cannot be put back there.
-        if !(mac.is_zero() && r.as_ref().err().and_then(|e| e.errno()) == Some(libc::EINVAL)) {
+        let r = vfs.set_mac(pf, vf, crate::mac::MacAddr::default()).await;
+        // Some drivers (older igb) refuse the all-zero MAC: then there is nothing to clear.
+        if r.as_ref().err().and_then(|e| e.errno()) != Some(libc::EINVAL) {
             note(Step::VfMac, r);
         }
     }
@@ -199,6 +204,22 @@ pub async fn restore<M: Machine>(
     }
     if let (Some(_), Some(state)) = (touched.link_state, o.link_state) {
         note(Step::VfLinkState, vfs.set_link_state(pf, vf, state).await);
+    }
+    if !t.vfio
+        && let Err(e) = restore_netdev(m, t, orig, pod_ns, ifname).await
+    {
+        errs.push(e);
+    }
+    // An admin MAC the PF reported before ADD goes back last, unless it is just the VF's own
+    // address: igb reports the MAC an active VF registered itself exactly like an admin MAC, and
+    // the netdev restore above has registered it again. Setting it as an admin MAC would lock an
+    // untrusted VF's MAC (the next ADD could not set the pod's MAC on the netdev).
+    if touched.mac.is_some()
+        && let Some(mac) = admin_mac
+        && (t.vfio || orig.mac != Some(mac))
+        && let Err(e) = vfs.set_mac(pf, vf, mac).await
+    {
+        errs.push(AttachError::vf(Step::VfMac, e));
     }
     if errs.is_empty() { Ok(()) } else { Err(errs) }
 }

@@ -285,9 +285,9 @@ fn apply_runs_steps_in_order() {
             "vf 3 vlan 100 3",
             "vf 3 rate 0 100",
             "vf 3 trust true",
-            "vf 3 mac 02:00:00:00:00:10",
             "host down pf0v3",
             "host mac pf0v3 02:00:00:00:00:10",
+            "vf 3 mac 02:00:00:00:00:10",
             "host mtu pf0v3 1400",
             "host move pf0v3 net1",
             "pod addr net1 10.0.0.5/24",
@@ -379,8 +379,11 @@ fn restore_brings_the_vf_out_of_a_live_pod_namespace() {
     ))
     .unwrap();
     let log = m.log();
+    // The PF side comes first (igb: the admin MAC must go before the netdev's MAC can).
+    let first_netdev = log.iter().position(|l| !l.starts_with("vf ")).unwrap();
+    assert!(log[..first_netdev].contains(&"vf 3 mac 00:00:00:00:00:00".to_string()));
     assert_eq!(
-        &log[..3],
+        &log[first_netdev..first_netdev + 3],
         ["pod down net1", "pod move net1 pf0v3", "host down pf0v3"]
     );
 }
@@ -428,5 +431,39 @@ fn vfio_vf_only_gets_pf_side_configuration() {
         m.log().iter().all(|l| l.starts_with("vf ")),
         "{:?}",
         m.log()
+    );
+}
+
+#[test]
+fn restore_clears_the_admin_mac_before_the_netdev_mac_and_keeps_a_self_registered_one_unlocked() {
+    // igb reports the MAC an active VF registered itself as the VF's MAC: not an admin MAC.
+    let mut o = orig();
+    o.vf.mac = o.mac;
+    let m = M::new(rec_in_host());
+    block(restore(&m, &target(), &o, &settings(), None, "net1")).unwrap();
+    let log = m.log();
+    let clear = log.iter().position(|l| l == "vf 3 mac 00:00:00:00:00:00");
+    let netdev = log
+        .iter()
+        .position(|l| l == "host mac pf0v3 02:00:00:00:00:03");
+    assert!(clear.is_some() && clear < netdev, "{log:?}");
+    assert_eq!(
+        log.iter().filter(|l| l.starts_with("vf 3 mac")).count(),
+        1,
+        "the VF's own MAC must not become an admin MAC: {log:?}"
+    );
+}
+
+#[test]
+fn restore_puts_a_real_admin_mac_back_after_the_netdev() {
+    let mut o = orig();
+    o.vf.mac = Some(MacAddr([2, 0, 0, 0, 0, 0x77]));
+    let m = M::new(rec_in_host());
+    block(restore(&m, &target(), &o, &settings(), None, "net1")).unwrap();
+    let log = m.log();
+    assert_eq!(
+        log.last().map(String::as_str),
+        Some("vf 3 mac 02:00:00:00:00:77"),
+        "{log:?}"
     );
 }
