@@ -171,10 +171,14 @@ pub async fn restore<M: Machine>(
     let mut errs = Vec::new();
     let vfs = m.vfs();
     let (pf, vf, o) = (t.pf.as_str(), t.index, &orig.vf);
-    let mut note = |step, r: Result<(), crate::vfctl::VfError>| {
-        if let Err(e) = r {
-            errs.push(AttachError::vf(step, e));
+    let mut note = |step, r: Result<(), crate::vfctl::VfError>| match r {
+        // The driver has no such attribute (e.g. link state on igb): it cannot have been
+        // changed, so there is nothing to put back — and failing here would make DEL retry forever.
+        Err(e) if e.errno() == Some(libc::EOPNOTSUPP) => {
+            tracing::debug!(%step, error = %e, "restore: attribute not supported, nothing to restore");
         }
+        Err(e) => errs.push(AttachError::vf(step, e)),
+        Ok(()) => {}
     };
     // The PF side first, starting with the admin MAC: while the PF holds one, igb refuses an
     // untrusted VF's own MAC change, so the netdev could not get its original MAC back. Clearing
