@@ -153,40 +153,21 @@ impl Drop for Nic {
     }
 }
 
-/// A named network namespace (`ip netns add`), deleted on drop.
-pub struct Netns {
-    pub name: String,
-    pub path: PathBuf,
-}
+/// A named network namespace (`ip netns add`), deleted on drop: `hw_tests::Netns` plus the
+/// handle the Plan request needs.
+pub struct Netns(hw_tests::Netns);
 
 impl Netns {
     pub fn new() -> Netns {
-        let name = unique_name("agns");
-        let ok = Command::new("ip")
-            .args(["netns", "add", &name])
-            .status()
-            .unwrap();
-        assert!(ok.success(), "ip netns add {name}");
-        Netns {
-            path: PathBuf::from("/run/netns").join(&name),
-            name,
-        }
+        Netns(hw_tests::Netns::new(&unique_name("agns")))
     }
 
     pub fn handle(&self) -> NetnsHandle {
-        NetnsHandle::open(&self.path).unwrap()
+        NetnsHandle::open(self.0.path()).unwrap()
     }
 
     pub fn delete(&self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .output();
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        self.delete();
+        self.0.delete();
     }
 }
 
@@ -195,7 +176,7 @@ pub fn plan_req(container: &str, ns: &Netns, pod: &str, network: &str) -> PlanRe
     let id = ns.handle().id();
     PlanRequest {
         key: Some(key(container)),
-        netns_path: ns.path.display().to_string(),
+        netns_path: ns.0.path(),
         netns_dev: id.dev,
         netns_ino: id.ino,
         pod_namespace: "default".into(),
