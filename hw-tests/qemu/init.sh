@@ -8,6 +8,7 @@ export PATH=/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin SRIOV_BIN_DIR=/usr/loca
 mount -t proc proc /proc; mount -t sysfs sysfs /sys; mount -t devtmpfs devtmpfs /dev
 mount -t tmpfs tmpfs /run; mount -t tmpfs tmpfs /tmp
 echo 1 > /proc/sys/kernel/printk   # keep kernel messages off the result lines
+echo "BOOTED uptime $(cut -d' ' -f1 /proc/uptime)"   # the host's boot watchdog waits for this
 arg() { sed -n "s/.*\b$1=\([^ ]*\).*/\1/p" /proc/cmdline; }
 NUMVFS=$(arg sriov_numvfs); NUMVFS=${NUMVFS:-7}
 fail() { echo "CHECK guest.setup FAIL $*"; echo 'SUMMARY {"checks":1,"failed":1,"failures":["guest.setup"]}'; poweroff -f; }
