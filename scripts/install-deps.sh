@@ -3,7 +3,7 @@
 # Idempotent: skips apt entirely when everything is already there.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive PATH=$PATH:/usr/sbin:/sbin
-pkgs=(iproute2 nftables iputils-ping kmod jq)
+pkgs=(iproute2 iputils-ping kmod jq)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

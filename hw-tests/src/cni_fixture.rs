@@ -196,19 +196,28 @@ impl Bed {
             .collect()
     }
 
-    /// The emulated PF's nftables table as JSON text (VLAN sets, spoof rules).
-    pub fn nft_table(&self) -> String {
-        let out = std::process::Command::new("nft")
-            .args([
-                "-j",
-                "list",
-                "table",
-                "bridge",
-                &format!("sriov_emu_{}", self.pf()),
-            ])
+    /// VF `i`'s port on the emulated eswitch as the kernel reports it: the bridge its
+    /// representor is on (`<pf>` untagged, `<pf>b<hhh>` for 802.1Q VLAN 0xhhh), whether the port
+    /// is locked (spoof check), and the static FDB entries (admin MAC) on it.
+    pub fn eswitch_port(&self, i: u32) -> EswitchPort {
+        let rep = format!("{}r{i}", self.pf());
+        let link = crate::ip_json(&["-d", "link", "show", "dev", &rep]);
+        let fdb = std::process::Command::new("bridge")
+            .args(["-j", "fdb", "show", "dev", &rep])
             .output()
-            .expect("spawn nft");
-        String::from_utf8_lossy(&out.stdout).into_owned()
+            .expect("spawn bridge");
+        let fdb: Value = serde_json::from_slice(&fdb.stdout).unwrap_or(Value::Null);
+        EswitchPort {
+            bridge: link[0]["master"].as_str().unwrap_or("").to_string(),
+            locked: link[0]["linkinfo"]["info_slave_data"]["locked"] == true,
+            static_macs: fdb
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|e| e["state"] == "static")
+                .filter_map(|e| e["mac"].as_str().map(str::to_string))
+                .collect(),
+        }
     }
 
     /// Root of the emulated NIC's sysfs tree.
@@ -252,6 +261,12 @@ impl Bed {
                 return Err(format!("VF not restored: {s}"));
             }
         }
+        for i in 0..vfs {
+            let port = self.eswitch_port(i);
+            if port.bridge != self.pf() || port.locked || !port.static_macs.is_empty() {
+                return Err(format!("VF {i}'s eswitch port not restored: {port:?}"));
+            }
+        }
         let mut names = self.host_vf_netdevs();
         names.sort();
         let mut want: Vec<String> = (0..vfs).map(|i| format!("{}v{i}", self.pf())).collect();
@@ -261,4 +276,15 @@ impl Bed {
         }
         Ok(())
     }
+}
+
+/// A VF's representor port on the emulated eswitch (see [`Bed::eswitch_port`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EswitchPort {
+    /// The bridge the representor is a port of: the VF's VLAN group.
+    pub bridge: String,
+    /// Locked: only static FDB sources may send (spoof check on with an admin MAC).
+    pub locked: bool,
+    /// Static FDB entries on the port (the admin MAC).
+    pub static_macs: Vec<String>,
 }

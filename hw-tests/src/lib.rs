@@ -1,6 +1,6 @@
 //! Helpers for the end-to-end tests: locating the built binaries, skipping loudly without
 //! privileges, unique names, guards that tear down what a test created even when it panics, and
-//! reading kernel state as JSON (`ip -j`, `nft -j`, `tc -j`).
+//! reading kernel state as JSON (`ip -j`, `bridge -j`, `tc -j`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -12,7 +12,7 @@ pub fn require_root(test: &str) -> bool {
     if nix_is_root() {
         return true;
     }
-    let why = format!("skipped: {test} needs root (netns, links, nftables)");
+    let why = format!("skipped: {test} needs root (netns, links, qdiscs)");
     if std::env::var("SRIOV_REQUIRE_PRIVILEGED").as_deref() == Ok("1") {
         panic!("{why}, and SRIOV_REQUIRE_PRIVILEGED=1");
     }
@@ -88,26 +88,6 @@ pub fn link_names() -> Vec<String> {
         .map(|a| {
             a.iter()
                 .filter_map(|l| l["ifname"].as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// Names of all nftables tables (`family name`).
-pub fn nft_tables() -> Vec<String> {
-    let out = Command::new("nft")
-        .args(["-j", "list", "tables"])
-        .output()
-        .expect("spawn nft");
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-    v["nftables"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|e| {
-                    let t = e.get("table")?;
-                    Some(format!("{} {}", t["family"].as_str()?, t["name"].as_str()?))
-                })
                 .collect()
         })
         .unwrap_or_default()

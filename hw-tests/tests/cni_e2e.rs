@@ -1,5 +1,5 @@
 //! The CNI path end to end on the emulated NIC: the real `sriov` binary, the real agent in
-//! standalone mode, real namespaces. Assertions read the kernel (`ip -j`, `nft -j`, `tc -j`), the
+//! standalone mode, real namespaces. Assertions read the kernel (`ip -j`, `bridge -j`, `tc -j`), the
 //! VF table as the PF reports it, the parsed CNI result and the agent's ledger (`status`).
 
 use hw_tests::cni_fixture::{Bed, default_pod_table, pod_netns};
@@ -52,10 +52,11 @@ fn add_gives_the_fixed_ip_vlan_rate_and_del_restores_everything() {
     assert_eq!(st["vlan"]["vlan"], 100, "{st}");
     assert_eq!(st["max_tx_rate"], 100, "{st}");
     assert_eq!(st["mac"], "02:aa:00:00:00:11", "{st}");
-    assert!(
-        bed.nft_table().contains("vlan_q100"),
-        "VLAN isolation set missing"
-    );
+    // The eswitch: the representor on VLAN 100's bridge, locked to the admin MAC.
+    let port = bed.eswitch_port(idx as u32);
+    assert_eq!(port.bridge, format!("{}b064", bed.pf()), "{port:?}");
+    assert!(port.locked, "{port:?}");
+    assert_eq!(port.static_macs, vec!["02:aa:00:00:00:11"], "{port:?}");
 
     // CHECK passes while everything is in place.
     let chk = bed.call(

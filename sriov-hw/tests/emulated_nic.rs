@@ -90,8 +90,9 @@ impl Pf {
         format!("{}r{i}", self.name)
     }
 
-    fn table(&self) -> String {
-        format!("sriov_emu_{}", self.name)
+    /// The bridge of 802.1Q VLAN `vlan` (see `emulated::eswitch`).
+    fn vlan_bridge(&self, vlan: u16) -> String {
+        format!("{}b{vlan:03x}", self.name)
     }
 }
 
@@ -183,12 +184,22 @@ fn link(name: &str) -> Option<Value> {
         .cloned()
 }
 
-fn nft_tables() -> String {
-    ok(&["nft", "-j", "list", "tables"])
+/// The static (user-added) FDB entries on bridge port `dev`, as the kernel reports them.
+fn static_fdb(dev: &str) -> Vec<String> {
+    let out: Value = serde_json::from_str(&ok(&["bridge", "-j", "fdb", "show", "dev", dev]))
+        .unwrap_or(Value::Null);
+    out.as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["state"] == "static")
+        .filter_map(|e| e["mac"].as_str().map(str::to_string))
+        .collect()
 }
 
-fn nft_table(pf: &Pf) -> String {
-    ok(&["nft", "-j", "list", "table", "bridge", &pf.table()])
+/// Whether bridge port `dev` is locked (only static FDB sources pass), per `ip -d link`.
+fn port_locked(dev: &str) -> bool {
+    let l = json(&["ip", "-d", "-j", "link", "show", "dev", dev]);
+    l[0]["linkinfo"]["info_slave_data"]["locked"] == true
 }
 
 fn has_flag(l: &Value, flag: &str) -> bool {
@@ -249,7 +260,6 @@ async fn up_twice_reshape_and_down_leave_nothing() {
         );
     }
     assert!(!pf_dev.join("virtfn8").exists());
-    assert!(nft_tables().contains(&pf.table()));
 
     // Up again: same NIC, same links (same ifindexes).
     let before: Vec<Value> = links_with_prefix(&pf.name)
@@ -273,7 +283,6 @@ async fn up_twice_reshape_and_down_leave_nothing() {
 
     emulated::down(&pf.name, &pf.root).await.unwrap();
     assert!(links_with_prefix(&pf.name).is_empty());
-    assert!(!nft_tables().contains(&pf.table()));
     assert!(!pf.root.exists(), "sysfs tree left behind");
     emulated::down(&pf.name, &pf.root).await.unwrap();
 }
@@ -443,6 +452,20 @@ async fn max_rate_is_a_tbf_and_min_rate_is_unsupported() {
         filters.contains(&format!("Redirect to device {ifb}")),
         "{filters}"
     );
+    // Traffic the VF sends still reaches its peer, through the ifb.
+    let ns: Vec<Ns> = (0..2).map(|_| Ns::new()).collect();
+    for (i, n) in ns.iter().enumerate() {
+        n.adopt(&pf.vf(i as u32), &format!("10.96.0.{}", i + 1));
+    }
+    assert!(
+        ns[1].ping_eventually("10.96.0.1"),
+        "shaped VF must still pass traffic"
+    );
+    let shaped = json(&["ip", "-s", "-j", "link", "show", "dev", &ifb]);
+    assert!(
+        shaped[0]["stats64"]["tx"]["packets"].as_u64().unwrap_or(0) > 0,
+        "frames did not go through {ifb}: {shaped}"
+    );
     // Re-apply with another rate.
     ctl.set_rate(&pf.name, 1, 0, 50).await.unwrap();
     assert!(ok(&["tc", "-j", "qdisc", "show", "dev", &ifb]).contains("6250000"));
@@ -488,10 +511,10 @@ async fn spoofchk_drops_a_spoofed_source_mac() {
         "address",
         &mac.to_string(),
     ]);
-    let table = nft_table(&pf);
+    assert_eq!(static_fdb(&pf.rep(0)), vec![mac.to_string()]);
     assert!(
-        table.contains(&pf.rep(0)) && table.contains(&mac.to_string()),
-        "{table}"
+        port_locked(&pf.rep(0)),
+        "spoofchk on with an admin MAC locks the port"
     );
     assert!(ns[0].ping_eventually("10.98.0.2"));
 
@@ -513,7 +536,7 @@ async fn spoofchk_drops_a_spoofed_source_mac() {
     );
 
     ctl.set_spoofchk(&pf.name, 0, false).await.unwrap();
-    assert!(!nft_table(&pf).contains(&mac.to_string()));
+    assert!(!port_locked(&pf.rep(0)));
     ns[0].flush_neigh();
     ns[1].flush_neigh();
     assert!(
@@ -581,12 +604,13 @@ async fn a_vf_destroyed_with_its_netns_is_revived_with_its_registers() {
     assert!(emulated::revive_vf(&pf.name, 0, &pf.root).await.unwrap());
     let vf = link(&pf.vf(0)).expect("VF netdev back in the host");
     assert_eq!(vf["address"], mac.to_string(), "admin MAC re-applied");
-    assert_eq!(link(&pf.rep(0)).unwrap()["master"], pf.name.as_str());
-    let table = nft_table(&pf);
-    assert!(
-        table.contains("vlan_q100") && table.contains(&pf.rep(0)),
-        "{table}"
+    // Back on its VLAN's bridge, locked to its admin MAC.
+    assert_eq!(
+        link(&pf.rep(0)).unwrap()["master"],
+        pf.vlan_bridge(100).as_str()
     );
+    assert_eq!(static_fdb(&pf.rep(0)), vec![mac.to_string()]);
+    assert!(port_locked(&pf.rep(0)));
     assert!(ok(&["tc", "qdisc", "show", "dev", &pf.rep(0)]).contains("ingress"));
     assert!(!emulated::revive_vf(&pf.name, 0, &pf.root).await.unwrap());
     assert_eq!(ctl.vf_states(&pf.name).await.unwrap()[0].vlan, vlan);

@@ -7,9 +7,10 @@
 //! - VF `i` is a veth pair: the VF netdev `<pf>v<i>` (what the CNI moves into pods) and its
 //!   representor `<pf>r<i>`, a port of the bridge (the switchdev model);
 //! - the VF "registers" (MAC, VLAN, rates, spoofchk, trust, link state set through the PF) are JSON
-//!   files next to the PF's sysfs entry ([`registers`]), applied with bridge-family nftables
-//!   ([`nft`]: VLAN isolation, MAC spoof check), tc ([`shaping`]: max TX rate through an ifb
-//!   `<pf>q<i>` + tbf) and the representor's admin state (link state);
+//!   files next to the PF's sysfs entry ([`registers`]), applied through netlink only: VLAN
+//!   groups as bridges and the spoof check as locked bridge ports ([`eswitch`]), the max TX rate
+//!   as an ingress redirect to an ifb `<pf>q<i>` with a tbf ([`shaping`]), and link state as the
+//!   representor's admin state;
 //! - the sysfs tree ([`tree`]) uses PCI domain `0xee00`, vendor [`EMU_VENDOR`], PF driver
 //!   [`EMULATED_DRIVER`] and VF driver [`EMULATED_VF_DRIVER`].
 //!
@@ -17,7 +18,7 @@
 //! a pod's network namespace (a real VF would have returned to the host). VF configuration goes
 //! through [`crate::vfctl::Emulated`].
 
-pub mod nft;
+pub mod eswitch;
 pub(crate) mod nic;
 pub mod registers;
 pub mod shaping;
@@ -144,9 +145,6 @@ pub enum EmulateError {
     /// A metadata or register file holds something we cannot parse.
     #[error("corrupt {}: {message}", path.display())]
     Corrupt { path: PathBuf, message: String },
-    /// An external tool (`nft`, `tc`) failed.
-    #[error("`{command}` failed: {message}")]
-    Command { command: String, message: String },
     /// Teardown kept going past failures; these are all of them.
     #[error("{} teardown steps failed: {}", .0.len(), join(.0))]
     Teardown(Vec<EmulateError>),
@@ -170,7 +168,7 @@ impl EmulateError {
 }
 
 /// Checks a PF name: 1..=11 chars of `[a-zA-Z0-9_-]`, so every derived link name fits in 15
-/// bytes and the name is safe in paths and nft identifiers.
+/// bytes and the name is safe in paths.
 pub fn validate_pf_name(name: &str) -> Result<(), EmulateError> {
     let err = |reason| {
         Err(EmulateError::InvalidPfName {

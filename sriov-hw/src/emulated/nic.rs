@@ -5,10 +5,10 @@ use std::path::Path;
 
 use super::registers::{self, default_state};
 use super::{
-    EmulateError, EmulateSpec, EmulatedNic, EmulatedVf, MAX_VFS, link_group, nft, representor_mac,
-    shaping, tree, validate_pf_name,
+    EmulateError, EmulateSpec, EmulatedNic, EmulatedVf, MAX_VFS, eswitch, link_group,
+    representor_mac, shaping, tree, validate_pf_name,
 };
-use crate::netlink::Netlink;
+use crate::netlink::{Netlink, TopologyLink};
 use crate::vfctl::{VfLinkState, VfState};
 
 /// Builds (or reshapes) the emulated PF `spec.pf` with `spec.vfs` VFs and its sysfs tree.
@@ -66,7 +66,7 @@ pub async fn up(spec: &EmulateSpec) -> Result<EmulatedNic, EmulateError> {
 
     // Shrink: links of VF indexes at or beyond the new count.
     for l in links.values() {
-        if let Some((_, i)) = own_link(pf, &l.name, l.kind.as_deref())
+        if let Some((b'v' | b'r' | b'q', i)) = own_link(pf, l)
             && i >= spec.vfs
         {
             nl.delete_link_by_name(&l.name).await?;
@@ -82,15 +82,16 @@ pub async fn up(spec: &EmulateSpec) -> Result<EmulatedNic, EmulateError> {
         match links.get(&vf.representor) {
             Some(rep) => {
                 expect_kind(&rep.name, rep.kind.as_deref(), "veth")?;
-                if rep.master != Some(bridge) {
-                    nl.set_master_by_name(&vf.representor, bridge).await?;
-                }
                 if rep.group != group {
                     nl.set_group_by_name(&vf.representor, group).await?;
                 }
                 let want_up = state.link_state != Some(VfLinkState::Disable);
                 if rep.up != want_up {
                     nl.set_up_by_name(&vf.representor, want_up).await?;
+                }
+                // Default registers: a plain port of the PF bridge, as created.
+                if rep.master != Some(bridge) || *state != default_state(vf.index) {
+                    eswitch::apply_port(&nl, pf, vf, state, state).await?;
                 }
             }
             None => {
@@ -102,12 +103,11 @@ pub async fn up(spec: &EmulateSpec) -> Result<EmulatedNic, EmulateError> {
         }
     }
     tree::write_tree(root, &nic)?;
-    nft::apply(&nic, &states)?;
     Ok(nic)
 }
 
 /// Removes everything of emulated PF `pf`: the bridge, every VF veth pair (VF netdevs inside pods
-/// die with their representors), the ifb devices, the nftables table and the PF's sysfs tree (and
+/// die with their representors), the VLAN bridges, the ifb devices and the PF's sysfs tree (and
 /// the tree's directories, root included, once empty).
 ///
 /// Idempotent: `Ok` when nothing exists. Works on half-built or broken NICs: it finds links by
@@ -119,9 +119,6 @@ pub async fn down(pf: &str, sysfs_root: &Path) -> Result<(), EmulateError> {
     match Netlink::host() {
         Ok(nl) => remove_links(&nl, pf, &mut errors).await,
         Err(e) => errors.push(e.into()),
-    }
-    if let Err(e) = nft::delete(pf) {
-        errors.push(e);
     }
     match tree::buses_of(sysfs_root, pf) {
         Ok(buses) => {
@@ -156,7 +153,7 @@ async fn remove_links(nl: &Netlink, pf: &str, errors: &mut Vec<EmulateError>) {
             if l.name == pf {
                 return (l.kind.as_deref() == Some("bridge")).then_some((b'b', pf, l.group));
             }
-            let (kind, _) = own_link(pf, &l.name, l.kind.as_deref())?;
+            let (kind, _) = own_link(pf, l)?;
             Some((kind, l.name.as_str(), l.group))
         })
         .collect();
@@ -190,22 +187,34 @@ async fn remove_links(nl: &Netlink, pf: &str, errors: &mut Vec<EmulateError>) {
     }
 }
 
-/// Is `l` one of PF `pf`'s VF links (`<pf>v<i>`/`<pf>r<i>` veths, `<pf>q<i>` ifbs)? Returns the
-/// letter and the index. Kinds are checked so another emulated PF whose *bridge* is named like
-/// one of ours (PF `a` vs PF `av1`) is never touched.
-fn own_link(pf: &str, name: &str, kind: Option<&str>) -> Option<(u8, u32)> {
-    let rest = name.strip_prefix(pf)?;
+/// Is `l` one of PF `pf`'s links other than the PF bridge: a VF link (`<pf>v<i>`/`<pf>r<i>`
+/// veths, `<pf>q<i>` ifbs) or a VLAN bridge (`<pf>b<hhh>`/`<pf>s<hhh>`, see [`eswitch`])?
+/// Returns the letter and the index (the VLAN for bridges). Kinds are checked so another
+/// emulated PF whose *bridge* is named like one of our veths (PF `a` vs PF `av1`) is never
+/// touched, and VLAN bridges must also be in our link group (PF `a` vs a PF named `ab064`).
+fn own_link(pf: &str, l: &TopologyLink) -> Option<(u8, u32)> {
+    let rest = l.name.strip_prefix(pf)?;
     let (&letter, digits) = rest.as_bytes().split_first()?;
-    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
-        return None;
+    let digits = std::str::from_utf8(digits).ok()?;
+    let kind = l.kind.as_deref();
+    match letter {
+        b'v' | b'r' | b'q' => {
+            if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            let want = if letter == b'q' { "ifb" } else { "veth" };
+            let index = digits.parse().ok()?;
+            (kind == Some(want)).then_some((letter, index))
+        }
+        b'b' | b's' => {
+            if digits.len() != 3 || !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return None;
+            }
+            let vlan = u32::from_str_radix(digits, 16).ok()?;
+            (kind == Some("bridge") && l.group == link_group(pf)).then_some((letter, vlan))
+        }
+        _ => None,
     }
-    let index: u32 = std::str::from_utf8(digits).ok()?.parse().ok()?;
-    let want = match letter {
-        b'v' | b'r' => "veth",
-        b'q' => "ifb",
-        _ => return None,
-    };
-    (kind == Some(want)).then_some((letter, index))
 }
 
 /// Refuses to adopt a link that is not of the kind the emulator would have made.
@@ -249,11 +258,11 @@ async fn create_vf(
     Ok(())
 }
 
-/// Applies the per-VF parts of `state` that live on links: the representor's admin state (link
-/// state), the shaping (max TX rate) and, if the VF netdev is in the host namespace, its MAC
-/// (a real VF takes its admin MAC on reset; no admin MAC means the stable default). The nftables
-/// part (VLAN, spoofchk) is PF-wide: see [`nft::apply`]. A VF whose representor is gone is
-/// skipped: [`revive_vf`] applies its state when it comes back.
+/// Applies all of `state` to a VF: the representor's admin state (link state), the shaping (max
+/// TX rate), the host-side VF netdev's MAC if it is in the host namespace (a real VF takes its
+/// admin MAC on reset; no admin MAC means the stable default) and the bridge port (VLAN group,
+/// spoof check, see [`eswitch`]). A VF whose representor is gone is skipped: [`revive_vf`]
+/// applies its state when it comes back.
 pub(crate) async fn apply_vf_state(
     nl: &Netlink,
     pf: &str,
@@ -265,7 +274,8 @@ pub(crate) async fn apply_vf_state(
     }
     apply_link_state(nl, vf, state).await?;
     apply_rate(nl, pf, vf, state).await?;
-    apply_mac(nl, vf, state).await
+    apply_mac(nl, vf, state).await?;
+    eswitch::apply_port(nl, pf, vf, state, state).await
 }
 
 /// Representor down for `disable`, up otherwise (the VF netdev loses/gets carrier).
@@ -320,7 +330,7 @@ pub(crate) async fn apply_mac(
 /// Re-creates VF `vf` of emulated PF `pf` if its veth pair is gone (destroyed with a pod's
 /// network namespace, where a real VF would have returned to the host): the pair under its
 /// original names, the representor back on the bridge, and the VF's registers re-applied (link
-/// state, rate, MAC, the PF's nftables table).
+/// state, rate, MAC, VLAN group and spoof check).
 ///
 /// Returns `true` if it re-created the VF, `false` (a no-op) if the representor still exists: a
 /// veth pair dies as one, so the VF netdev is alive somewhere, maybe inside a pod.
@@ -346,30 +356,53 @@ pub async fn revive_vf(pf: &str, vf: u32, sysfs_root: &Path) -> Result<bool, Emu
     };
     let pf_dir = tree::pf_dir(sysfs_root, nic.bus);
     let _lock = registers::lock(&pf_dir)?;
-    let states = registers::read_all(&pf_dir, nic.vfs.len() as u32)?;
-    let state = states
-        .get(vf as usize)
-        .cloned()
-        .unwrap_or(default_state(vf));
+    let state = registers::read(&pf_dir, vf)?;
     create_vf(&nl, &nic, v, bridge, &state).await?;
     apply_vf_state(&nl, pf, v, &state).await?;
-    nft::apply(&nic, &states)?;
     Ok(true)
 }
 
 #[cfg(test)]
 mod tests {
-    use super::own_link;
+    use super::{TopologyLink, link_group, own_link};
+
+    fn link(name: &str, kind: &str, group: u32) -> TopologyLink {
+        TopologyLink {
+            index: 1,
+            name: name.to_string(),
+            kind: Some(kind.to_string()),
+            master: None,
+            up: true,
+            group,
+        }
+    }
 
     #[test]
     fn own_links_match_name_and_kind() {
-        assert_eq!(own_link("a", "ar12", Some("veth")), Some((b'r', 12)));
-        assert_eq!(own_link("a", "av0", Some("veth")), Some((b'v', 0)));
-        assert_eq!(own_link("a", "aq3", Some("ifb")), Some((b'q', 3)));
-        assert_eq!(own_link("a", "av1", Some("bridge")), None);
-        assert_eq!(own_link("a", "aq3", Some("veth")), None);
-        assert_eq!(own_link("a", "av1v0", Some("veth")), None);
-        assert_eq!(own_link("a", "a", Some("bridge")), None);
-        assert_eq!(own_link("a", "ax1", Some("veth")), None);
+        let own = |name, kind| own_link("a", &link(name, kind, 0));
+        assert_eq!(own("ar12", "veth"), Some((b'r', 12)));
+        assert_eq!(own("av0", "veth"), Some((b'v', 0)));
+        assert_eq!(own("aq3", "ifb"), Some((b'q', 3)));
+        assert_eq!(own("av1", "bridge"), None);
+        assert_eq!(own("aq3", "veth"), None);
+        assert_eq!(own("av1v0", "veth"), None);
+        assert_eq!(own("a", "bridge"), None);
+        assert_eq!(own("ax1", "veth"), None);
+    }
+
+    #[test]
+    fn vlan_bridges_are_ours_only_in_our_link_group() {
+        let g = link_group("a");
+        assert_eq!(
+            own_link("a", &link("ab064", "bridge", g)),
+            Some((b'b', 100))
+        );
+        assert_eq!(
+            own_link("a", &link("asfff", "bridge", g)),
+            Some((b's', 4095))
+        );
+        assert_eq!(own_link("a", &link("ab064", "bridge", 0)), None);
+        assert_eq!(own_link("a", &link("ab064", "veth", g)), None);
+        assert_eq!(own_link("a", &link("ab64", "bridge", g)), None);
     }
 }

@@ -4,8 +4,9 @@
 //! per call) and are what [`crate::vfctl::Emulated::vf_states`] reports, like a real PF driver's
 //! VF table. A VF without a file has the power-on defaults ([`default_state`]).
 //!
-//! Read-modify-apply sequences hold [`lock`], so concurrent CNI calls on different VFs of one PF
-//! never rebuild the nftables table from a stale view.
+//! Read-modify-apply sequences hold [`lock`], so concurrent CNI calls never apply a register
+//! change on top of a stale view (a few netlink requests: the lock is held for about a
+//! millisecond).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::ErrorKind;

@@ -1,43 +1,32 @@
 //! Max TX rate of an emulated VF: what the VF *sends* arrives on its representor, so it is shaped
 //! there. Ingress cannot be shaped directly, so the representor's ingress qdisc redirects every
-//! frame (`u32 match u32 0 0` + `mirred egress redirect`) to an ifb device `<pf>q<i>`, whose root
-//! tbf (`rate <N>mbit burst 32kb latency 50ms`) holds the rate; ifb then hands the frames back to
-//! the representor's receive path, i.e. to the bridge. Rate 0 removes the ingress qdisc and the ifb.
-//!
-//! `tc` is run as a command: rtnetlink does not model tbf, and these calls are rare.
-
-use std::io::Write as _;
-use std::process::{Command, Stdio};
+//! frame (a match-all u32 filter with `mirred egress redirect`) to an ifb device `<pf>q<i>`,
+//! whose root tbf (rate, 32 KiB burst, 50 ms latency) holds the rate; ifb then hands the frames
+//! back to the representor's receive path, i.e. to the bridge. Rate 0 removes the ingress qdisc
+//! and the ifb. All of it is netlink requests ([`Netlink::set_root_tbf`],
+//! [`Netlink::set_ingress_redirect`]).
 
 use super::{EmulateError, EmulatedVf};
-use crate::netlink::Netlink;
+use crate::netlink::{Netlink, NetlinkError, TokenBucket};
 
-/// Runs `tc -batch -` with `script`; `tolerate` lists stderr fragments that mean "already so".
-fn tc_batch(script: &str, tolerate: &[&str]) -> Result<(), EmulateError> {
-    let cmd_err = |message: String| EmulateError::Command {
-        command: format!("tc -batch - <<< {:?}", script.trim()),
-        message,
-    };
-    let mut child = Command::new("tc")
-        .args(["-batch", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| cmd_err(format!("cannot run tc: {e}")))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin
-            .write_all(script.as_bytes())
-            .map_err(|e| cmd_err(e.to_string()))?;
+/// The bucket for `max_mbps` Mbit/s, as `tc … tbf rate <N>mbit burst 32kb latency 50ms` sets it.
+fn bucket(max_mbps: u32) -> TokenBucket {
+    TokenBucket {
+        rate: u64::from(max_mbps) * 125_000,
+        burst: 32 * 1024,
+        latency_us: 50_000,
     }
-    let out = child
-        .wait_with_output()
-        .map_err(|e| cmd_err(e.to_string()))?;
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    if out.status.success() || tolerate.iter().any(|t| stderr.contains(t)) {
-        Ok(())
-    } else {
-        Err(cmd_err(format!("{}: {}", out.status, stderr.trim())))
+}
+
+/// The index of link `name`, or the emulator's "not found" error.
+async fn index_of(nl: &Netlink, name: &str) -> Result<u32, EmulateError> {
+    match nl.topology_link(name).await? {
+        Some(l) => Ok(l.index),
+        None => Err(NetlinkError::NotFound {
+            op: "find link",
+            target: name.to_string(),
+        }
+        .into()),
     }
 }
 
@@ -49,37 +38,47 @@ pub async fn apply(
     max_mbps: u32,
     group: u32,
 ) -> Result<(), EmulateError> {
-    match nl.topology_link(&vf.ifb).await? {
-        Some(_) => nl.set_up_by_name(&vf.ifb, true).await?,
-        None => nl.create_ifb(&vf.ifb, group).await?,
-    }
-    let (rep, ifb) = (&vf.representor, &vf.ifb);
-    tc_batch(
-        &format!(
-            "qdisc replace dev {ifb} root tbf rate {max_mbps}mbit burst 32kb latency 50ms\n\
-             qdisc replace dev {rep} handle ffff: ingress\n\
-             filter del dev {rep} parent ffff:\n\
-             filter add dev {rep} parent ffff: protocol all prio 1 u32 match u32 0 0 \
-             action mirred egress redirect dev {ifb}\n"
-        ),
-        &[],
-    )
+    let ifb = match nl.topology_link(&vf.ifb).await? {
+        Some(l) => {
+            if !l.up {
+                nl.set_up_by_name(&vf.ifb, true).await?;
+            }
+            l.index
+        }
+        None => {
+            nl.create_ifb(&vf.ifb, group).await?;
+            index_of(nl, &vf.ifb).await?
+        }
+    };
+    let rep = index_of(nl, &vf.representor).await?;
+    nl.set_root_tbf(ifb, bucket(max_mbps)).await?;
+    nl.set_ingress_redirect(rep, ifb).await?;
+    Ok(())
 }
 
 /// Removes `vf`'s rate limit (ingress qdisc on the representor and the ifb); succeeds if there is
 /// none, or if the representor is gone.
 pub async fn clear(nl: &Netlink, vf: &EmulatedVf) -> Result<(), EmulateError> {
-    if nl.topology_link(&vf.representor).await?.is_some() {
-        tc_batch(
-            &format!("qdisc del dev {} ingress\n", vf.representor),
-            // "No ingress qdisc" is worded differently across kernels / iproute2 versions.
-            &[
-                "Invalid handle",
-                "Cannot find device",
-                "Cannot find specified qdisc",
-            ],
-        )?;
+    if let Some(rep) = nl.topology_link(&vf.representor).await? {
+        match nl.delete_ingress_qdisc(rep.index).await {
+            // The representor went away meanwhile: so did its qdisc.
+            Err(e) if e.is_not_found() => {}
+            r => {
+                r?;
+            }
+        }
     }
     nl.delete_link_by_name(&vf.ifb).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bucket;
+
+    #[test]
+    fn mbit_are_125000_bytes_per_second() {
+        assert_eq!(bucket(100).rate, 12_500_000);
+        assert_eq!(bucket(u32::MAX).rate, u64::from(u32::MAX) * 125_000);
+    }
 }

@@ -7,13 +7,16 @@
 //!
 //! Layout: `link` (get/move/rename/MAC/MTU/up/down/delete), `addr` (addresses and routes), `vf`
 //! (IFLA_VF_* on a PF) with its pure decoder in `vf_parse`, `raw` (a byte-exact side channel the
-//! VF decoder needs), `topology` (creating bridges, veths…), `monitor` (link change events).
+//! VF decoder needs), `topology` (creating bridges, veths…), `bridge_port` (port locking and static FDB entries), `tc`
+//! (tbf and ingress redirection), `monitor` (link change events).
 
 mod addr;
+mod bridge_port;
 mod error;
 mod link;
 mod monitor;
 mod raw;
+mod tc;
 mod topology;
 mod vf;
 mod vf_parse;
@@ -22,6 +25,7 @@ pub use addr::RouteInfo;
 pub use error::NetlinkError;
 pub use link::LinkInfo;
 pub use monitor::{LinkEvent, LinkEvents, link_events};
+pub use tc::TokenBucket;
 pub use topology::TopologyLink;
 pub use vf::op as vf_op;
 

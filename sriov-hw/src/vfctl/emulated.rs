@@ -1,7 +1,8 @@
 //! VF control for the emulated NIC (DESIGN.md §3): each setter updates the VF's stored
-//! "registers" and applies the eswitch equivalent — VLAN and spoofchk through the PF's nftables
-//! table, max rate through tc, link state through the representor's admin state, MAC on the
-//! host-side VF netdev.
+//! "registers" and applies the eswitch equivalent — VLAN as the representor's bridge, spoofchk as
+//! a locked port with a static FDB entry, max rate as a tbf behind an ingress redirect, link state
+//! as the representor's admin state, MAC on the host-side VF netdev. Each call costs a few netlink
+//! requests on that VF's links, whatever the number of VFs.
 //!
 //! Every call applies first and records after, under the PF's register lock: a failed call leaves
 //! the registers as they were. Where the emulation has no equivalent, the call answers like a
@@ -12,11 +13,11 @@
 use std::path::{Path, PathBuf};
 
 use super::{VfControl, VfError, VfErrorKind, VfLinkState, VfState, VfVlan};
-use crate::emulated::{EmulateError, nft, nic, registers, tree, validate_pf_name};
+use crate::emulated::{EmulateError, eswitch, nic, registers, tree, validate_pf_name};
 use crate::mac::MacAddr;
 use crate::netlink::Netlink;
 
-/// Drives the emulated NIC's "VFs" with bridge, nftables and tc equivalents. Holds no state
+/// Drives the emulated NIC's "VFs" with bridge and tc equivalents. Holds no state
 /// beyond where the registers are: every call reads them from the PF's sysfs directory, so any
 /// number of processes (one per CNI call) see the same VFs.
 pub struct Emulated {
@@ -27,13 +28,13 @@ pub struct Emulated {
 /// Which part of the emulation a register change has to be re-applied to.
 #[derive(Clone, Copy)]
 enum Effect {
-    /// The PF's nftables table (VLAN groups, spoof rules).
-    Nft,
+    /// The representor's bridge port: VLAN group, FDB entry, lock.
+    Port,
     /// The ifb + tbf shaping.
     Rate,
     /// The representor's admin state.
     LinkState,
-    /// The host-side VF netdev's MAC, and the spoof rules that name the MAC.
+    /// The host-side VF netdev's MAC, and the port's FDB entry for it.
     Mac,
     /// Nothing to apply (trust).
     Record,
@@ -64,22 +65,15 @@ impl Emulated {
         let v = nic.vf(vf).map_err(err)?;
         let pf_dir = tree::pf_dir(&self.sysfs_root, nic.bus);
         let _lock = registers::lock(&pf_dir).map_err(err)?;
-        let mut states = registers::read_all(&pf_dir, nic.vfs.len() as u32).map_err(err)?;
-        let Some(state) = states.get_mut(vf as usize) else {
-            return Err(err(EmulateError::NoSuchVf {
-                pf: pf.to_string(),
-                vf,
-                count: nic.vfs.len() as u32,
-            }));
-        };
-        edit(state);
-        let state = state.clone();
+        let old = registers::read(&pf_dir, vf).map_err(err)?;
+        let mut state = old.clone();
+        edit(&mut state);
         match effect {
-            Effect::Nft => nft::apply(&nic, &states),
+            Effect::Port => eswitch::apply_port(&self.nl, pf, v, &old, &state).await,
             Effect::Rate => nic::apply_rate(&self.nl, pf, v, &state).await,
             Effect::LinkState => nic::apply_link_state(&self.nl, v, &state).await,
             Effect::Mac => match nic::apply_mac(&self.nl, v, &state).await {
-                Ok(()) => nft::apply(&nic, &states),
+                Ok(()) => eswitch::apply_port(&self.nl, pf, v, &old, &state).await,
                 Err(e) => Err(e),
             },
             Effect::Record => Ok(()),
@@ -139,7 +133,7 @@ impl VfControl for Emulated {
                 format!("VLAN {} QoS {} (VLAN ≤ 4095, QoS ≤ 7)", vlan.vlan, vlan.qos),
             ));
         }
-        self.update(pf, vf, OP, Effect::Nft, |s| s.vlan = vlan)
+        self.update(pf, vf, OP, Effect::Port, |s| s.vlan = vlan)
             .await
     }
 
@@ -171,7 +165,7 @@ impl VfControl for Emulated {
 
     /// Turns the VF's source-MAC check on or off (effective only while an admin MAC is set).
     async fn set_spoofchk(&self, pf: &str, vf: u32, on: bool) -> Result<(), VfError> {
-        self.update(pf, vf, "set VF spoofchk", Effect::Nft, |s| {
+        self.update(pf, vf, "set VF spoofchk", Effect::Port, |s| {
             s.spoofchk = Some(on)
         })
         .await

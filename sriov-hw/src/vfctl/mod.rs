@@ -1,7 +1,7 @@
 //! VF control: one interface over "configure VF n of PF p", whatever implements it.
 //!
 //! Real drivers (ice, i40e, mlx5_core, igb…) are driven through IFLA_VF_* attributes on the PF
-//! ([`PfNetlink`]); the emulated NIC gets bridge/nftables/tc equivalents ([`Emulated`]). Callers pick
+//! ([`PfNetlink`]); the emulated NIC gets bridge and tc equivalents ([`Emulated`]). Callers pick
 //! a backend with [`Backend::for_driver`] and never ask which one they hold.
 
 mod emulated;
