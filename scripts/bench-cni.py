@@ -4,7 +4,10 @@ netlink), beside Debian's `host-device` + `static` on the same kind of devices i
 
 sriov: VLAN + rate + MAC + fixed IP from the pod table (VF config through the PF, move + rename,
 address, up). Peer: host-device moves a veth of the same NIC into the netns, static sets the IP.
-Prints medians, p90 and the ratio. Run as root; see scripts/bench-cni.sh.
+Floor: `ip link set … netns … name net1` and back, whole process: the exec plus the one netlink
+move every CNI that hands a device to a pod must pay (the kernel waits for RCU grace periods).
+Prints medians, p90 and the ratios. SWEEP="VFS:ENTRIES,…" runs several shapes of the NIC and the
+pod table in one go and prints how flat sriov stays. Run as root; see scripts/bench-cni.sh.
 """
 import json, os, statistics, subprocess, sys, time
 
@@ -12,8 +15,6 @@ BIN = os.environ.get("BIN", "target/release")
 N = int(os.environ.get("N", "50"))
 PF = os.environ.get("PF", "benchpf")
 W = os.environ.get("W", "/run/sriov-bench")
-VFS = int(os.environ.get("VFS", "8"))
-ENTRIES = int(os.environ.get("ENTRIES", "10"))
 ROOT = f"{W}/sys"
 
 
@@ -41,7 +42,14 @@ def stats(xs):
     return statistics.median(xs), xs[int(len(xs) * 0.9) - 1]
 
 
-def main():
+def timed(*a):
+    t = time.perf_counter_ns()
+    sh(*a)
+    return (time.perf_counter_ns() - t) / 1e6
+
+
+def run(VFS, ENTRIES):
+    """One shape: VFS emulated VFs, ENTRIES pod-table entries. Returns {name: (adds, dels)}."""
     os.makedirs(W, exist_ok=True)
     sh(f"{BIN}/sriov-device-plugin", "emulate", "up", "--pf", PF, "--vfs", str(VFS), "--sysfs-root", ROOT)
     pods = {f"default/b-{i}": {"ips": [f"10.{40 + i // 60000}.{(i // 250) % 240}.{i % 250 + 2}/8"]}
@@ -72,7 +80,8 @@ def main():
         # Keep the pool from handing out the peer's VF: pin sriov to VF 0 by deviceID.
         inv = json.loads(sh(f"{BIN}/sriov-device-plugin", "inventory", "--json", "--sysfs-root", ROOT).stdout)
         sconf["deviceID"] = inv["pfs"][0]["vfs"][0]["pci"]
-        res = {"sriov": ([], []), "host-device+static": ([], [])}
+        res = {"sriov": ([], []), "host-device+static": ([], []), "floor (ip link netns)": ([], [])}
+        floor_dev = f"{PF}v{VFS - 2}"
         for i in range(N):
             pod = f"b-{i % ENTRIES}"
             a = cni(f"{BIN}/sriov", "ADD", f"s{i}", ns, pod, sconf)
@@ -81,18 +90,37 @@ def main():
             a = cni("/usr/lib/cni/host-device", "ADD", f"p{i}", ns, pod, pconf)
             d = cni("/usr/lib/cni/host-device", "DEL", f"p{i}", ns, pod, pconf)
             res["host-device+static"][0].append(a); res["host-device+static"][1].append(d)
+            a = timed("ip", "link", "set", "dev", floor_dev, "netns", "benchns", "name", "net1")
+            d = timed("ip", "-n", "benchns", "link", "set", "dev", "net1", "netns", "1", "name", floor_dev)
+            res["floor (ip link netns)"][0].append(a); res["floor (ip link netns)"][1].append(d)
         print(f"CNI latency, whole process, N={N}, {VFS} VFs, {ENTRIES} pod-table entries")
         cyc = {}
         for name, (adds, dels) in res.items():
             am, a90 = stats(adds); dm, d90 = stats(dels)
             cyc[name] = am + dm
-            print(f"  {name:20s} ADD median {am:7.2f} ms (p90 {a90:6.2f})   DEL median {dm:7.2f} ms (p90 {d90:6.2f})   ADD+DEL {am + dm:7.2f} ms")
+            print(f"  {name:22s} ADD median {am:7.2f} ms (p90 {a90:6.2f})   DEL median {dm:7.2f} ms (p90 {d90:6.2f})   ADD+DEL {am + dm:7.2f} ms")
         print(f"  ratio sriov / peer (ADD+DEL medians): {cyc['sriov'] / cyc['host-device+static']:.2f}")
+        print(f"  ratio sriov / floor (ADD+DEL medians): {cyc['sriov'] / cyc['floor (ip link netns)']:.2f}")
+        return res
     finally:
         subprocess.run(["ip", "netns", "del", "benchns"], capture_output=True)
         agent.terminate(); agent.wait()
         sh(f"{BIN}/sriov-device-plugin", "emulate", "down", "--pf", PF, "--sysfs-root", ROOT, check=False)
         subprocess.run(["rm", "-rf", W])
+
+
+def main():
+    shapes = os.environ.get("SWEEP") or f"{os.environ.get('VFS', '8')}:{os.environ.get('ENTRIES', '10')}"
+    shapes = [tuple(int(x) for x in s.split(":")) for s in shapes.split(",")]
+    base = None
+    for vfs, entries in shapes:
+        res = run(vfs, entries)
+        am = stats(res["sriov"][0])[0]; dm = stats(res["sriov"][1])[0]
+        if base is None:
+            base = (am, dm)
+        elif len(shapes) > 1:
+            print(f"  flatness vs {shapes[0][0]} VFs / {shapes[0][1]} entries: "
+                  f"ADD {am / base[0]:.2f}x, DEL {dm / base[1]:.2f}x")
 
 
 if __name__ == "__main__":

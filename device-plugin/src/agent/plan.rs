@@ -387,16 +387,12 @@ async fn record(
     } else {
         Some(host_netdev(state, &machine, &pf_name, &pf_driver, vf).await?)
     };
-    let states = machine
+    let orig_vf = machine
         .backend()
-        .vf_states(&pf_name)
+        .vf_state(&pf_name, vf.index)
         .await
+        .map(|s| VfConfig::from(&s))
         .map_err(|e| hw("read VF state", &e))?;
-    let orig_vf = states
-        .iter()
-        .find(|s| s.index == vf.index)
-        .map(VfConfig::from)
-        .ok_or_else(|| hw("read VF state", &"the PF does not report this VF"))?;
     let created_unix = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);

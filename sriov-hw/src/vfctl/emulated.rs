@@ -110,6 +110,22 @@ impl VfControl for Emulated {
         registers::read_all(&pf_dir, nic.vfs.len() as u32).map_err(err)
     }
 
+    /// VF `vf`'s registers alone (one file, whatever the VF count).
+    async fn vf_state(&self, pf: &str, vf: u32) -> Result<VfState, VfError> {
+        let err = |e: EmulateError| {
+            VfError::new(
+                pf,
+                vf,
+                "read VF state",
+                VfErrorKind::Emulation(e.to_string()),
+            )
+        };
+        validate_pf_name(pf).map_err(err)?;
+        let nic = tree::load(&self.sysfs_root, pf).map_err(err)?;
+        nic.vf(vf).map_err(err)?;
+        registers::read(&tree::pf_dir(&self.sysfs_root, nic.bus), vf).map_err(err)
+    }
+
     /// Records the admin MAC (all-zero clears it), updates the spoof rule, and sets the VF
     /// netdev's MAC if it is in the host namespace. Multicast MACs are invalid.
     async fn set_mac(&self, pf: &str, vf: u32, mac: MacAddr) -> Result<(), VfError> {
