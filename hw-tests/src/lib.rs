@@ -163,6 +163,8 @@ impl Drop for EmulatedNic {
 pub mod cni_fixture;
 pub mod hwcheck;
 pub mod kubelet;
+pub mod load;
+pub mod mounts;
 pub mod podresources;
 
 /// A network namespace made with `ip netns add`, deleted on drop (unless already gone).
