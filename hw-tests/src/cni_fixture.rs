@@ -287,4 +287,49 @@ impl Bed {
         }
         Ok(())
     }
+
+    /// Checks the ledger holds exactly `want` (container IDs, each once, committed, on its VF),
+    /// besides attachments whose container ID starts with `transient`, and that each pool's free
+    /// list leaves out exactly the attached VFs (every VF of the bed is in one pool).
+    pub fn assert_ledger(&self, want: &[(&str, &str)], transient: &str) {
+        let status = self.agent.status();
+        let atts = status["attachments"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let mut vfs: Vec<&str> = atts.iter().filter_map(|a| a["vf_pci"].as_str()).collect();
+        vfs.sort();
+        vfs.dedup();
+        assert_eq!(vfs.len(), atts.len(), "a VF recorded twice: {status}");
+        for (cid, vf) in want {
+            let mine: Vec<&Value> = atts.iter().filter(|a| a["container_id"] == *cid).collect();
+            assert_eq!(
+                mine.len(),
+                1,
+                "attachment {cid} lost or duplicated: {status}"
+            );
+            assert_eq!(mine[0]["vf_pci"], *vf, "{status}");
+            assert_eq!(mine[0]["state"], "committed", "{status}");
+        }
+        for a in &atts {
+            let cid = a["container_id"].as_str().unwrap_or("");
+            assert!(
+                want.iter().any(|(w, _)| *w == cid) || cid.starts_with(transient),
+                "phantom attachment {cid}: {status}"
+            );
+        }
+        let mut held = 0;
+        for p in status["pools"].as_array().cloned().unwrap_or_default() {
+            let free: Vec<&str> = p["free"]
+                .as_array()
+                .map(|f| f.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            assert!(
+                !free.iter().any(|f| vfs.contains(f)),
+                "a VF both free and attached: {status}"
+            );
+            held += p["total"].as_u64().unwrap_or(0) as usize - free.len();
+        }
+        assert_eq!(held, atts.len(), "VFs neither free nor attached: {status}");
+    }
 }

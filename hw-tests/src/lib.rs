@@ -163,6 +163,7 @@ impl Drop for EmulatedNic {
 pub mod cni_fixture;
 pub mod hwcheck;
 pub mod kubelet;
+pub mod kubelet_bed;
 pub mod load;
 pub mod mounts;
 pub mod podresources;
@@ -191,6 +192,13 @@ impl Netns {
         let mut a = vec!["-n", &self.name];
         a.extend_from_slice(args);
         ip_json(&a)
+    }
+
+    /// Whether the namespace holds a link named `name` (e.g. the pod side of an attachment).
+    pub fn has_link(&self, name: &str) -> bool {
+        self.ip_json(&["link", "show", name])
+            .as_array()
+            .is_some_and(|a| !a.is_empty())
     }
 
     /// Deletes the namespace now (a pod sandbox torn down before DEL).

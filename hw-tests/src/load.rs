@@ -31,12 +31,12 @@ impl Epoch {
     /// A fault starts (epoch becomes odd).
     pub fn fault(&self) {
         let e = self.0.fetch_add(1, Ordering::SeqCst);
-        assert!(e % 2 == 0, "fault() twice");
+        assert!(e.is_multiple_of(2), "fault() twice");
     }
     /// The system recovered (epoch becomes even).
     pub fn recovered(&self) {
         let e = self.0.fetch_add(1, Ordering::SeqCst);
-        assert!(e % 2 == 1, "recovered() without fault()");
+        assert!(!e.is_multiple_of(2), "recovered() without fault()");
     }
 }
 
@@ -59,7 +59,7 @@ impl Call {
 
     /// True if the call started and ended in the same healthy epoch: it had to succeed.
     pub fn in_calm(&self) -> bool {
-        self.start_epoch == self.end_epoch && self.start_epoch % 2 == 0
+        self.start_epoch == self.end_epoch && self.start_epoch.is_multiple_of(2)
     }
 }
 
@@ -149,7 +149,7 @@ async fn drive(
         i += 1;
         let id = &ids[i % ids.len()];
         let start_epoch = epoch.get();
-        let (method, result) = if i % 2 == 0 {
+        let (method, result) = if i.is_multiple_of(2) {
             let req = api::AllocateRequest {
                 container_requests: vec![api::ContainerAllocateRequest {
                     devices_ids: vec![id.clone()],
