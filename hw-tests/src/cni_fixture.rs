@@ -45,6 +45,15 @@ impl Bed {
         Self::build(vfs, table, &["--standalone"], |_| Vec::new())
     }
 
+    /// As [`Bed::new`], running `before_agent` with the bed's directory just before the agent
+    /// starts (e.g. to put `<dir>/state` on storage of the test's choosing).
+    pub fn standalone_with(vfs: u32, table: &Value, before_agent: impl FnOnce(&Path)) -> Self {
+        Self::build(vfs, table, &["--standalone"], |dir| {
+            before_agent(dir);
+            Vec::new()
+        })
+    }
+
     /// As [`Bed::new`], with the agent serving kubelet instead: its device plugin sockets in
     /// [`Bed::kubelet_dir`], PodResources asked on [`Bed::pod_resources_socket`], device-info
     /// files in [`Bed::devinfo_dir`], sysfs rescanned every second. `before_agent` gets the
@@ -248,8 +257,18 @@ impl Bed {
     /// True when every VF is as `emulate up` made it: no VLAN, no rate, no admin MAC, default
     /// spoof check/trust/link state, and its netdev is in the host under its own name.
     pub fn all_vfs_pristine(&self, vfs: u32) -> Result<(), String> {
+        self.vfs_pristine_except(vfs, &[])
+    }
+
+    /// As [`Bed::all_vfs_pristine`] for every VF whose index is not in `held` (VFs a test
+    /// still has attached).
+    pub fn vfs_pristine_except(&self, vfs: u32, held: &[u32]) -> Result<(), String> {
+        let held = |i: &u32| held.contains(i);
         let states = self.vf_states();
-        for s in &states {
+        for s in states
+            .iter()
+            .filter(|s| !s["index"].as_u64().is_some_and(|i| held(&(i as u32))))
+        {
             let clean = s["vlan"]["vlan"] == 0
                 && s["max_tx_rate"] == 0
                 && s["min_tx_rate"] == 0
@@ -269,12 +288,64 @@ impl Bed {
         }
         let mut names = self.host_vf_netdevs();
         names.sort();
-        let mut want: Vec<String> = (0..vfs).map(|i| format!("{}v{i}", self.pf())).collect();
+        names.retain(|n| {
+            let i = n.rsplit('v').next().and_then(|i| i.parse().ok());
+            !i.is_some_and(|i: u32| held(&i))
+        });
+        let mut want: Vec<String> = (0..vfs)
+            .filter(|i| !held(i))
+            .map(|i| format!("{}v{i}", self.pf()))
+            .collect();
         want.sort();
         if names != want {
             return Err(format!("VF netdevs in host {names:?}, expected {want:?}"));
         }
         Ok(())
+    }
+
+    /// Checks the ledger holds exactly `want` (container IDs, each once, committed, on its VF),
+    /// besides attachments whose container ID starts with `transient`, and that each pool's free
+    /// list leaves out exactly the attached VFs (every VF of the bed is in one pool).
+    pub fn assert_ledger(&self, want: &[(&str, &str)], transient: &str) {
+        let status = self.agent.status();
+        let atts = status["attachments"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let mut vfs: Vec<&str> = atts.iter().filter_map(|a| a["vf_pci"].as_str()).collect();
+        vfs.sort();
+        vfs.dedup();
+        assert_eq!(vfs.len(), atts.len(), "a VF recorded twice: {status}");
+        for (cid, vf) in want {
+            let mine: Vec<&Value> = atts.iter().filter(|a| a["container_id"] == *cid).collect();
+            assert_eq!(
+                mine.len(),
+                1,
+                "attachment {cid} lost or duplicated: {status}"
+            );
+            assert_eq!(mine[0]["vf_pci"], *vf, "{status}");
+            assert_eq!(mine[0]["state"], "committed", "{status}");
+        }
+        for a in &atts {
+            let cid = a["container_id"].as_str().unwrap_or("");
+            assert!(
+                want.iter().any(|(w, _)| *w == cid) || cid.starts_with(transient),
+                "phantom attachment {cid}: {status}"
+            );
+        }
+        let mut held = 0;
+        for p in status["pools"].as_array().cloned().unwrap_or_default() {
+            let free: Vec<&str> = p["free"]
+                .as_array()
+                .map(|f| f.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            assert!(
+                !free.iter().any(|f| vfs.contains(f)),
+                "a VF both free and attached: {status}"
+            );
+            held += p["total"].as_u64().unwrap_or(0) as usize - free.len();
+        }
+        assert_eq!(held, atts.len(), "VFs neither free nor attached: {status}");
     }
 }
 

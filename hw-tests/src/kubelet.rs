@@ -300,14 +300,38 @@ impl KubeletStandIn {
     /// A client of the plugin socket `resource` last registered with, as kubelet dials it for
     /// Allocate and GetPreferredAllocation.
     pub async fn plugin(&self, resource: &str) -> Result<DevicePluginClient<Channel>, String> {
+        self.dialer().plugin(resource).await
+    }
+
+    /// A handle that reads registrations and dials plugins, for tasks that run while the test
+    /// restarts the stand-in.
+    pub fn dialer(&self) -> Dialer {
+        Dialer(self.state.clone())
+    }
+}
+
+/// Registrations and plugin dialing, shareable across tasks (see [`KubeletStandIn::dialer`]).
+#[derive(Clone)]
+pub struct Dialer(Arc<State>);
+
+impl Dialer {
+    /// How many registrations the stand-in has accepted so far.
+    pub fn registration_count(&self) -> usize {
+        self.0.lock().registrations.len()
+    }
+
+    /// As [`KubeletStandIn::plugin`].
+    pub async fn plugin(&self, resource: &str) -> Result<DevicePluginClient<Channel>, String> {
         let endpoint = self
-            .registrations()
-            .into_iter()
+            .0
+            .lock()
+            .registrations
+            .iter()
             .rev()
             .find(|r| r.request.resource_name == resource)
-            .map(|r| r.request.endpoint)
+            .map(|r| r.request.endpoint.clone())
             .ok_or_else(|| format!("{resource} never registered"))?;
-        dial(&self.state.dir.join(endpoint))
+        dial(&self.0.dir.join(endpoint))
             .await
             .map_err(|e| e.to_string())
     }

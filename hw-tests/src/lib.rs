@@ -143,6 +143,9 @@ impl Drop for EmulatedNic {
 pub mod cni_fixture;
 pub mod hwcheck;
 pub mod kubelet;
+pub mod kubelet_bed;
+pub mod load;
+pub mod mounts;
 pub mod podresources;
 
 /// A network namespace made with `ip netns add`, deleted on drop (unless already gone).
@@ -169,6 +172,13 @@ impl Netns {
         let mut a = vec!["-n", &self.name];
         a.extend_from_slice(args);
         ip_json(&a)
+    }
+
+    /// Whether the namespace holds a link named `name` (e.g. the pod side of an attachment).
+    pub fn has_link(&self, name: &str) -> bool {
+        self.ip_json(&["link", "show", name])
+            .as_array()
+            .is_some_and(|a| !a.is_empty())
     }
 
     /// Deletes the namespace now (a pod sandbox torn down before DEL).

@@ -12,9 +12,10 @@ use crate::pools::ConfigError;
 /// Why the agent could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("cannot open the ledger in {dir}: {source} (is another agent using this --state-dir?)")]
+    // The cause (which names the directory) follows in the error chain: `{:#}` prints it.
+    #[error("cannot open the ledger{}", lock_hint(.source))]
     Ledger { dir: String, source: LedgerError },
-    #[error("cannot create the state directory {dir}: {source}")]
+    #[error("cannot create the state directory {dir}")]
     StateDir { dir: String, source: std::io::Error },
     #[error("--standalone needs a pool config (--config): the agent picks VFs from its pools")]
     NoPoolConfig,
@@ -28,6 +29,15 @@ pub enum StartError {
     },
     #[error("serving the node API: {0}")]
     Serve(#[from] tonic::transport::Error),
+}
+
+/// A hint when the ledger is locked, which means another process has it open.
+fn lock_hint(e: &LedgerError) -> &'static str {
+    if e.to_string().contains("could not acquire lock") {
+        " (is another agent using this --state-dir?)"
+    } else {
+        ""
+    }
 }
 
 /// Why a node API call failed.
@@ -115,6 +125,9 @@ impl AgentError {
                 LedgerError::NotFound(_) => Code::NotFound,
                 // A holder the retry could not reclaim: a concurrent ADD won; try again later.
                 LedgerError::VfBusy { .. } | LedgerError::IpBusy { .. } => Code::Unavailable,
+                // Disk full, read-only, I/O error: nothing was recorded; it works again as soon
+                // as the disk does, so the CNI says "try again later" (11).
+                LedgerError::Unwritable { .. } => Code::Unavailable,
                 LedgerError::Storage(_) | LedgerError::Corrupt(..) => Code::Internal,
             },
         }

@@ -44,7 +44,13 @@ async fn fetch(socket: &std::path::Path) -> anyhow::Result<StatusResponse> {
     let resp = NodeClient::new(channel)
         .status(StatusRequest {})
         .await
-        .map_err(|s| anyhow::anyhow!("{}: {}", unreachable(), s.message()))?;
+        .map_err(|s| {
+            anyhow::anyhow!(
+                "the agent at {} answered: {}",
+                socket.display(),
+                s.message()
+            )
+        })?;
     Ok(resp.into_inner())
 }
 

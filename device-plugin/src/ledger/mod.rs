@@ -2,10 +2,17 @@
 //! VF's original configuration, and the CNI result. Stored in sled; the agent is the only process
 //! that opens it. Every change is one transaction across the three trees and is flushed to disk
 //! before the caller acknowledges it, so a crash at any point leaves a consistent ledger.
+//!
+//! A write that cannot reach the disk (full, read-only, I/O error) fails the operation with
+//! [`LedgerError::Unwritable`], naming the directory and the cause. sled applies a transaction in
+//! memory before the flush that failed, and then refuses all further I/O, so the handle is
+//! reopened at once: the ledger returns to what is on disk (the failed change is gone, not left
+//! as a phantom record holding a VF), and works again as soon as the disk does.
 
 mod keys;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 
 use prost::Message;
 use sled::Transactional;
@@ -17,8 +24,12 @@ pub use keys::{att_key, ip_key};
 /// Why a ledger operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {
+    /// A storage error not yet attributed to a directory (inside [`Ledger`] only).
     #[error("ledger storage: {0}")]
-    Storage(#[from] sled::Error),
+    Storage(sled::Error),
+    /// The ledger's directory cannot be written (or read): nothing was recorded.
+    #[error("cannot use the ledger in {dir}: {cause}")]
+    Unwritable { dir: String, cause: String },
     #[error("ledger record for {0} is corrupt: {1}")]
     Corrupt(String, prost::DecodeError),
     #[error("attachment {key} already exists ({state}); the runtime must DEL it first")]
@@ -35,6 +46,35 @@ pub enum LedgerError {
     NotFound(String),
 }
 
+impl From<sled::Error> for LedgerError {
+    fn from(e: sled::Error) -> Self {
+        LedgerError::Storage(e)
+    }
+}
+
+/// The cause of a storage error in plain words (`No space left on device (os error 28)`).
+/// sled hands out copies of the error that stopped its writes with the original's `Debug` text
+/// (`Os { code: 28, .. }`) as their message; the OS error code is recovered from it.
+fn cause(e: &sled::Error) -> String {
+    match e {
+        sled::Error::Io(io) => {
+            let text = io.to_string();
+            let code = io.raw_os_error().or_else(|| {
+                let rest = text.split_once("code: ")?.1;
+                rest.split(|c: char| !c.is_ascii_digit())
+                    .next()?
+                    .parse()
+                    .ok()
+            });
+            match code {
+                Some(code) => std::io::Error::from_raw_os_error(code).to_string(),
+                None => text,
+            }
+        }
+        other => other.to_string(),
+    }
+}
+
 /// Failures raised inside a transaction (aborting it).
 enum Abort {
     Exists(String, String),
@@ -48,13 +88,40 @@ fn abort<T>(a: Abort) -> Result<T, ConflictableTransactionError<Abort>> {
     Err(ConflictableTransactionError::Abort(a))
 }
 
-/// Handle on the open ledger.
+/// Handle on the open ledger. Clones share one store.
 #[derive(Clone)]
 pub struct Ledger {
+    dir: PathBuf,
+    slot: Arc<RwLock<Slot>>,
+}
+
+/// The open store, or none after a failed reopen; `generation` counts opens so concurrent
+/// failures of one store reopen it once.
+struct Slot {
+    generation: u64,
+    trees: Option<Trees>,
+}
+
+struct Trees {
     db: sled::Db,
     att: sled::Tree,
     vf: sled::Tree,
     ip: sled::Tree,
+}
+
+impl Trees {
+    fn open(dir: &Path) -> Result<Self, sled::Error> {
+        let db = sled::Config::new()
+            .path(dir)
+            .mode(sled::Mode::LowSpace)
+            .open()?;
+        Ok(Trees {
+            att: db.open_tree("attachments")?,
+            vf: db.open_tree("vf_owner")?,
+            ip: db.open_tree("ip_owner")?,
+            db,
+        })
+    }
 }
 
 /// A printable `container/ifname` for messages.
@@ -69,16 +136,67 @@ fn decode(key: &str, bytes: &[u8]) -> Result<Attachment, LedgerError> {
 impl Ledger {
     /// Opens (or creates) the ledger in `dir`.
     pub fn open(dir: &Path) -> Result<Self, LedgerError> {
-        let db = sled::Config::new()
-            .path(dir)
-            .mode(sled::Mode::LowSpace)
-            .open()?;
+        let trees = Trees::open(dir).map_err(|e| unwritable(dir, &e))?;
         Ok(Ledger {
-            att: db.open_tree("attachments")?,
-            vf: db.open_tree("vf_owner")?,
-            ip: db.open_tree("ip_owner")?,
-            db,
+            dir: dir.to_path_buf(),
+            slot: Arc::new(RwLock::new(Slot {
+                generation: 0,
+                trees: Some(trees),
+            })),
         })
+    }
+
+    /// Runs `f` on the open store (reopening it first if a previous reopen failed). A storage
+    /// error reopens the store, dropping whatever sled kept in memory but could not write, and
+    /// is returned as [`LedgerError::Unwritable`].
+    fn with<T>(&self, f: impl FnOnce(&Trees) -> Result<T, LedgerError>) -> Result<T, LedgerError> {
+        let (generation, res) = {
+            let mut slot = self.slot.read().unwrap_or_else(|e| e.into_inner());
+            if slot.trees.is_none() {
+                drop(slot);
+                self.reopen(None)?;
+                slot = self.slot.read().unwrap_or_else(|e| e.into_inner());
+            }
+            match slot.trees.as_ref() {
+                Some(t) => (slot.generation, f(t)),
+                None => return Err(self.reopen(None).err().unwrap_or_else(|| self.gone())),
+            }
+        };
+        match res {
+            Err(LedgerError::Storage(e)) => {
+                tracing::error!(dir = %self.dir.display(), error = %e, "ledger write failed; reopening it from disk");
+                if let Err(again) = self.reopen(Some(generation)) {
+                    tracing::error!(dir = %self.dir.display(), error = %again, "ledger reopen failed; retrying on the next call");
+                }
+                Err(unwritable(&self.dir, &e))
+            }
+            other => other,
+        }
+    }
+
+    /// Closes the store and opens it again from disk: when `failed` is the generation that
+    /// failed (skipped if another caller already reopened it), or when no store is open.
+    fn reopen(&self, failed: Option<u64>) -> Result<(), LedgerError> {
+        let mut slot = self.slot.write().unwrap_or_else(|e| e.into_inner());
+        match failed {
+            Some(g) if slot.generation != g => return Ok(()),
+            None if slot.trees.is_some() => return Ok(()),
+            _ => {}
+        }
+        // Drop the old handles first: sled holds an exclusive lock on its files until then.
+        slot.trees = None;
+        slot.generation += 1;
+        let trees = Trees::open(&self.dir).map_err(|e| unwritable(&self.dir, &e))?;
+        slot.trees = Some(trees);
+        tracing::info!(dir = %self.dir.display(), "ledger reopened");
+        Ok(())
+    }
+
+    fn gone(&self) -> LedgerError {
+        LedgerError::Unwritable {
+            dir: self.dir.display().to_string(),
+            cause: "the store is not open".into(),
+        }
     }
 
     /// Records a new attachment in state PLANNED, reserving its VF and `reserved_ips` for its
@@ -88,36 +206,37 @@ impl Ledger {
         let k = att_key(&key);
         let shown = display_key(&key);
         let bytes = a.encode_to_vec();
-        let res = (&self.att, &self.vf, &self.ip).transaction(|(att, vf, ip)| {
-            if let Some(old) = att.get(&k)? {
-                let state = Attachment::decode(&old[..])
-                    .map(|o| format!("{:?}", o.state()))
-                    .unwrap_or_else(|_| "unreadable".into());
-                return abort(Abort::Exists(shown.clone(), state));
-            }
-            if let Some(h) = vf.get(a.vf_pci.as_bytes())? {
-                return abort(Abort::VfBusy(
-                    a.vf_pci.clone(),
-                    String::from_utf8_lossy(&h).into(),
-                ));
-            }
-            for addr in &a.reserved_ips {
-                if let Some(h) = ip.get(ip_key(&a.network, addr))? {
-                    return abort(Abort::IpBusy(
-                        addr.clone(),
+        self.with(|t| {
+            let res = (&t.att, &t.vf, &t.ip).transaction(|(att, vf, ip)| {
+                if let Some(old) = att.get(&k)? {
+                    let state = Attachment::decode(&old[..])
+                        .map(|o| format!("{:?}", o.state()))
+                        .unwrap_or_else(|_| "unreadable".into());
+                    return abort(Abort::Exists(shown.clone(), state));
+                }
+                if let Some(h) = vf.get(a.vf_pci.as_bytes())? {
+                    return abort(Abort::VfBusy(
+                        a.vf_pci.clone(),
                         String::from_utf8_lossy(&h).into(),
                     ));
                 }
-            }
-            att.insert(&k[..], bytes.as_slice())?;
-            vf.insert(a.vf_pci.as_bytes(), &k[..])?;
-            for addr in &a.reserved_ips {
-                ip.insert(ip_key(&a.network, addr), &k[..])?;
-            }
-            Ok(())
-        });
-        self.finish(res, &a.network)?;
-        Ok(())
+                for addr in &a.reserved_ips {
+                    if let Some(h) = ip.get(ip_key(&a.network, addr))? {
+                        return abort(Abort::IpBusy(
+                            addr.clone(),
+                            String::from_utf8_lossy(&h).into(),
+                        ));
+                    }
+                }
+                att.insert(&k[..], bytes.as_slice())?;
+                vf.insert(a.vf_pci.as_bytes(), &k[..])?;
+                for addr in &a.reserved_ips {
+                    ip.insert(ip_key(&a.network, addr), &k[..])?;
+                }
+                Ok(())
+            });
+            finish(t, res, &a.network)
+        })
     }
 
     /// Marks an attachment COMMITTED with its result; returns the stored record.
@@ -128,20 +247,22 @@ impl Ledger {
     ) -> Result<Attachment, LedgerError> {
         let k = att_key(key);
         let shown = display_key(key);
-        let res = self.att.transaction(|att| {
-            let Some(old) = att.get(&k)? else {
-                return abort(Abort::NotFound(shown.clone()));
-            };
-            let mut rec = match Attachment::decode(&old[..]) {
-                Ok(r) => r,
-                Err(e) => return abort(Abort::Corrupt(shown.clone(), e)),
-            };
-            rec.set_state(State::Committed);
-            rec.result_json = result_json.to_string();
-            att.insert(&k[..], rec.encode_to_vec())?;
-            Ok(rec)
-        });
-        self.finish(res, "")
+        self.with(|t| {
+            let res = t.att.transaction(|att| {
+                let Some(old) = att.get(&k)? else {
+                    return abort(Abort::NotFound(shown.clone()));
+                };
+                let mut rec = match Attachment::decode(&old[..]) {
+                    Ok(r) => r,
+                    Err(e) => return abort(Abort::Corrupt(shown.clone(), e)),
+                };
+                rec.set_state(State::Committed);
+                rec.result_json = result_json.to_string();
+                att.insert(&k[..], rec.encode_to_vec())?;
+                Ok(rec)
+            });
+            finish(t, res, "")
+        })
     }
 
     /// Removes an attachment and frees its VF and IPs; `None` if it was not there (idempotent,
@@ -149,96 +270,106 @@ impl Ledger {
     pub fn remove(&self, key: &AttachmentKey) -> Result<Option<Attachment>, LedgerError> {
         let k = att_key(key);
         let shown = display_key(key);
-        let res = (&self.att, &self.vf, &self.ip).transaction(|(att, vf, ip)| {
-            let Some(old) = att.remove(&k[..])? else {
-                return Ok(None);
-            };
-            let rec = match Attachment::decode(&old[..]) {
-                Ok(r) => r,
-                Err(e) => return abort(Abort::Corrupt(shown.clone(), e)),
-            };
-            // Only free what this attachment owns: never another holder's reservation.
-            if vf.get(rec.vf_pci.as_bytes())?.as_deref() == Some(&k[..]) {
-                vf.remove(rec.vf_pci.as_bytes())?;
-            }
-            for addr in &rec.reserved_ips {
-                let ik = ip_key(&rec.network, addr);
-                if ip.get(&ik)?.as_deref() == Some(&k[..]) {
-                    ip.remove(ik)?;
+        self.with(|t| {
+            let res = (&t.att, &t.vf, &t.ip).transaction(|(att, vf, ip)| {
+                let Some(old) = att.remove(&k[..])? else {
+                    return Ok(None);
+                };
+                let rec = match Attachment::decode(&old[..]) {
+                    Ok(r) => r,
+                    Err(e) => return abort(Abort::Corrupt(shown.clone(), e)),
+                };
+                // Only free what this attachment owns: never another holder's reservation.
+                if vf.get(rec.vf_pci.as_bytes())?.as_deref() == Some(&k[..]) {
+                    vf.remove(rec.vf_pci.as_bytes())?;
                 }
-            }
-            Ok(Some(rec))
-        });
-        self.finish(res, "")
+                for addr in &rec.reserved_ips {
+                    let ik = ip_key(&rec.network, addr);
+                    if ip.get(&ik)?.as_deref() == Some(&k[..]) {
+                        ip.remove(ik)?;
+                    }
+                }
+                Ok(Some(rec))
+            });
+            finish(t, res, "")
+        })
     }
 
     /// The record of one attachment.
     pub fn get(&self, key: &AttachmentKey) -> Result<Option<Attachment>, LedgerError> {
-        match self.att.get(att_key(key))? {
+        self.with(|t| match t.att.get(att_key(key))? {
             None => Ok(None),
             Some(b) => decode(&display_key(key), &b).map(Some),
-        }
+        })
     }
 
     /// Every attachment (for status, GC and the reconciler).
     pub fn list(&self) -> Result<Vec<Attachment>, LedgerError> {
-        self.att
-            .iter()
-            .map(|r| {
-                let (k, v) = r?;
-                decode(&String::from_utf8_lossy(&k), &v)
-            })
-            .collect()
+        self.with(|t| {
+            t.att
+                .iter()
+                .map(|r| {
+                    let (k, v) = r?;
+                    decode(&String::from_utf8_lossy(&k), &v)
+                })
+                .collect()
+        })
     }
 
     /// Which attachment holds VF `pci`.
     pub fn vf_holder(&self, pci: &str) -> Result<Option<AttachmentKey>, LedgerError> {
-        Ok(self
-            .vf
-            .get(pci.as_bytes())?
-            .map(|k| keys::parse_att_key(&k)))
+        self.with(|t| Ok(t.vf.get(pci.as_bytes())?.map(|k| keys::parse_att_key(&k))))
     }
 
     /// Which attachment holds `ip` (address or CIDR) in `network`.
     pub fn ip_holder(&self, network: &str, ip: &str) -> Result<Option<AttachmentKey>, LedgerError> {
-        Ok(self
-            .ip
-            .get(ip_key(network, ip))?
-            .map(|k| keys::parse_att_key(&k)))
+        self.with(|t| {
+            Ok(t.ip
+                .get(ip_key(network, ip))?
+                .map(|k| keys::parse_att_key(&k)))
+        })
     }
 
     /// Bytes the store occupies on disk (the churn soak checks it stays bounded).
     pub fn size_on_disk(&self) -> Result<u64, LedgerError> {
-        Ok(self.db.size_on_disk()?)
+        self.with(|t| Ok(t.db.size_on_disk()?))
     }
+}
 
-    /// Flushes after a successful transaction and maps aborts to errors.
-    fn finish<T>(
-        &self,
-        res: Result<T, TransactionError<Abort>>,
-        network: &str,
-    ) -> Result<T, LedgerError> {
-        match res {
-            Ok(v) => {
-                self.db.flush()?;
-                Ok(v)
-            }
-            Err(TransactionError::Storage(e)) => Err(e.into()),
-            Err(TransactionError::Abort(a)) => Err(match a {
-                Abort::Exists(key, state) => LedgerError::Exists { key, state },
-                Abort::VfBusy(pci, holder) => LedgerError::VfBusy {
-                    pci,
-                    holder: keys::show_raw(&holder),
-                },
-                Abort::IpBusy(ip, holder) => LedgerError::IpBusy {
-                    network: network.to_string(),
-                    ip,
-                    holder: keys::show_raw(&holder),
-                },
-                Abort::NotFound(k) => LedgerError::NotFound(k),
-                Abort::Corrupt(k, e) => LedgerError::Corrupt(k, e),
-            }),
+/// `LedgerError::Unwritable` for a storage error in `dir`.
+fn unwritable(dir: &Path, e: &sled::Error) -> LedgerError {
+    LedgerError::Unwritable {
+        dir: dir.display().to_string(),
+        cause: cause(e),
+    }
+}
+
+/// Flushes after a successful transaction and maps aborts to errors.
+fn finish<T>(
+    t: &Trees,
+    res: Result<T, TransactionError<Abort>>,
+    network: &str,
+) -> Result<T, LedgerError> {
+    match res {
+        Ok(v) => {
+            t.db.flush()?;
+            Ok(v)
         }
+        Err(TransactionError::Storage(e)) => Err(e.into()),
+        Err(TransactionError::Abort(a)) => Err(match a {
+            Abort::Exists(key, state) => LedgerError::Exists { key, state },
+            Abort::VfBusy(pci, holder) => LedgerError::VfBusy {
+                pci,
+                holder: keys::show_raw(&holder),
+            },
+            Abort::IpBusy(ip, holder) => LedgerError::IpBusy {
+                network: network.to_string(),
+                ip,
+                holder: keys::show_raw(&holder),
+            },
+            Abort::NotFound(k) => LedgerError::NotFound(k),
+            Abort::Corrupt(k, e) => LedgerError::Corrupt(k, e),
+        }),
     }
 }
 

@@ -110,3 +110,37 @@ fn concurrent_plans_never_share_a_vf() {
     assert_eq!(won, 4);
     assert_eq!(l.list().unwrap().len(), 4);
 }
+
+#[test]
+fn reopen_keeps_what_was_flushed_and_releases_the_lock() {
+    let dir = tempfile::tempdir().unwrap();
+    let l = Ledger::open(dir.path()).unwrap();
+    l.plan(&att("c1", "ee00:01:00.1", &[])).unwrap();
+    // A second open of the same directory is refused while the first holds the store.
+    let e = Ledger::open(dir.path()).err().expect("second open refused");
+    assert!(
+        e.to_string().contains(&dir.path().display().to_string()),
+        "{e}"
+    );
+    l.reopen(Some(0)).unwrap();
+    assert_eq!(l.vf_holder("ee00:01:00.1").unwrap(), Some(key("c1")));
+    l.reopen(Some(0)).unwrap(); // a stale generation: no second reopen
+    assert_eq!(l.slot.read().unwrap().generation, 1);
+}
+
+#[test]
+fn storage_causes_read_plainly() {
+    let copied = std::io::Error::new(
+        std::io::ErrorKind::StorageFull,
+        format!("{:?}", std::io::Error::from_raw_os_error(28)),
+    );
+    assert_eq!(
+        cause(&sled::Error::Io(copied)),
+        "No space left on device (os error 28)"
+    );
+    let direct = std::io::Error::from_raw_os_error(30);
+    assert_eq!(
+        cause(&sled::Error::Io(direct)),
+        "Read-only file system (os error 30)"
+    );
+}
