@@ -264,6 +264,33 @@ fn tempfile_in(dir: &Path, path: &Path) -> std::io::Result<(PathBuf, std::fs::Fi
     Ok((tmp, file))
 }
 
+/// Whether `name` is one of [`tempfile_in`]'s temporary files (`.<…>-device.json.<pid>.<n>.tmp`).
+fn is_devinfo_temp(name: &str) -> bool {
+    let Some(rest) = name.strip_prefix('.').and_then(|r| r.strip_suffix(".tmp")) else {
+        return false;
+    };
+    let mut parts = rest.rsplitn(3, '.');
+    let (Some(n), Some(pid), Some(file)) = (parts.next(), parts.next(), parts.next()) else {
+        return false;
+    };
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    digits(n) && digits(pid) && file.ends_with("-device.json")
+}
+
+/// Deletes the temporary files a killed agent left in `dir` mid-write (the agent is the only
+/// writer, so at start every one of them is stale). Returns how many it removed; a missing or
+/// unreadable directory removes nothing.
+pub(crate) fn remove_stale_devinfo_temps(dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_str().is_some_and(is_devinfo_temp))
+        .filter(|e| std::fs::remove_file(e.path()).is_ok())
+        .count()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -378,6 +405,36 @@ mod tests {
         let e = resolve(&v, &["0000:3b:02.0".into(), "0000:3b:02.1".into()]).unwrap_err();
         assert!(matches!(e, AllocateError::Unhealthy { ref id, .. } if id == "0000:3b:02.1"));
         assert_eq!(tonic::Status::from(e).code(), tonic::Code::InvalidArgument);
+    }
+
+    #[test]
+    fn stale_temp_files_are_removed_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let keep = [
+            "intel.com-sriov_net-0000:3b:02.0-device.json",
+            ".hidden",
+            ".x-device.json.12.tmp",
+            "a-device.json.1.2.tmp",
+        ];
+        for f in keep {
+            std::fs::write(dir.path().join(f), "{}").unwrap();
+        }
+        std::fs::write(
+            dir.path()
+                .join(".intel.com-sriov_net-0000:3b:02.0-device.json.4242.7.tmp"),
+            "{\"ty",
+        )
+        .unwrap();
+        assert_eq!(remove_stale_devinfo_temps(dir.path()), 1);
+        let mut left: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        let mut want: Vec<_> = keep.iter().map(|s| s.to_string()).collect();
+        want.sort();
+        assert_eq!(left, want);
+        assert_eq!(remove_stale_devinfo_temps(&dir.path().join("missing")), 0);
     }
 
     #[test]

@@ -105,6 +105,11 @@ impl DevicePluginManager {
     /// # }
     /// ```
     pub fn start(config: ManagerConfig, snapshots: watch::Receiver<Snapshot>) -> ManagerHandle {
+        let stale = super::allocate::remove_stale_devinfo_temps(&config.devinfo_dir);
+        if stale > 0 {
+            tracing::info!(removed = stale, dir = %config.devinfo_dir.display(),
+                "removed device-info temporary files of a previous run");
+        }
         let counters = Arc::new(Counters::default());
         let kubelet_sock = config.kubelet_dir.join(KUBELET_SOCKET_NAME);
         let manager = Manager {
