@@ -280,7 +280,7 @@ impl Bed {
                 return Err(format!("VF not restored: {s}"));
             }
         }
-        for i in 0..vfs {
+        for i in (0..vfs).filter(|i| !held(i)) {
             let port = self.eswitch_port(i);
             if port.bridge != self.pf() || port.locked || !port.static_macs.is_empty() {
                 return Err(format!("VF {i}'s eswitch port not restored: {port:?}"));
