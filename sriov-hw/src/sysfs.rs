@@ -15,7 +15,7 @@ use std::ffi::{CStr, CString, OsStr};
 use std::fs::File;
 use std::io::{self, Read};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Component, Path, PathBuf};
 use std::str::FromStr;
@@ -272,7 +272,7 @@ impl Sysfs {
                 (file, abs)
             }
         };
-        check_regular(&file, &abs)?;
+        check_regular(&file, || abs.clone())?;
         Ok(file)
     }
 
@@ -422,32 +422,45 @@ fn openat2(
 }
 
 /// Checks that `file` is a regular file.
-fn check_regular(file: &File, abs: &Path) -> Result<(), SysfsError> {
+fn check_regular(file: &File, path: impl Fn() -> PathBuf) -> Result<(), SysfsError> {
     let meta = file.metadata().map_err(|error| SysfsError::Io {
-        path: abs.to_path_buf(),
+        path: path(),
         error,
     })?;
     if !meta.is_file() {
-        return Err(SysfsError::NotAFile {
-            path: abs.to_path_buf(),
-        });
+        return Err(SysfsError::NotAFile { path: path() });
     }
     Ok(())
 }
 
 /// Reads an opened attribute whole: UTF-8, at most [`MAX_ATTR_BYTES`], trimmed.
-fn read_attr(file: File, path: impl Fn() -> PathBuf) -> Result<String, SysfsError> {
-    let mut buf = Vec::new();
-    file.take(MAX_ATTR_BYTES + 1)
-        .read_to_end(&mut buf)
-        .map_err(|error| SysfsError::Io {
-            path: path(),
-            error,
-        })?;
-    if buf.len() as u64 > MAX_ATTR_BYTES {
+fn read_attr(mut file: File, path: impl Fn() -> PathBuf) -> Result<String, SysfsError> {
+    let io_err = |error| SysfsError::Io {
+        path: path(),
+        error,
+    };
+    // Attributes are at most a page: read into the stack, and only a larger file into a Vec.
+    let mut small = [0u8; 4096];
+    let mut n = 0;
+    let big = loop {
+        let Some(rest) = small.get_mut(n..).filter(|r| !r.is_empty()) else {
+            let mut v = small.to_vec();
+            let limit = MAX_ATTR_BYTES + 1 - v.len() as u64;
+            file.take(limit).read_to_end(&mut v).map_err(io_err)?;
+            break Some(v);
+        };
+        match file.read(rest) {
+            Ok(0) => break None,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(io_err(e)),
+        }
+    };
+    let bytes = big.as_deref().unwrap_or(small.get(..n).unwrap_or_default());
+    if bytes.len() as u64 > MAX_ATTR_BYTES {
         return Err(SysfsError::TooLarge { path: path() });
     }
-    let s = String::from_utf8(buf).map_err(|_| SysfsError::NotUtf8 { path: path() })?;
+    let s = std::str::from_utf8(bytes).map_err(|_| SysfsError::NotUtf8 { path: path() })?;
     Ok(s.trim().to_string())
 }
 
@@ -515,23 +528,39 @@ fn join_target(
 
 /// `readlinkat(dir, name)`.
 fn readlinkat(dir: &OwnedFd, name: &OsStr) -> io::Result<PathBuf> {
-    let name = CString::new(name.as_bytes())
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-    let mut buf = vec![0u8; libc::PATH_MAX as usize];
-    // SAFETY: `buf` is writable for its length; `name` is NUL-terminated; `dir` is open.
-    let n = unsafe {
-        libc::readlinkat(
-            dir.as_raw_fd(),
-            name.as_ptr(),
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-        )
-    };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
+    let invalid = |e| io::Error::new(io::ErrorKind::InvalidInput, e);
+    with_c_str(name.as_bytes(), |name| {
+        let mut buf = [0u8; libc::PATH_MAX as usize];
+        // SAFETY: `buf` is writable for its length; `name` is NUL-terminated; `dir` is open.
+        let n = unsafe {
+            libc::readlinkat(
+                dir.as_raw_fd(),
+                name.as_ptr(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+            )
+        };
+        let n = usize::try_from(n).map_err(|_| io::Error::last_os_error())?;
+        let target = buf.get(..n).unwrap_or(&buf[..]);
+        Ok(PathBuf::from(OsStr::from_bytes(target)))
+    })
+    .map_err(invalid)?
+}
+
+/// Calls `f` with `bytes` as a C string, built on the stack when short (entry names, most
+/// paths). Fails if `bytes` holds a NUL.
+fn with_c_str<R>(bytes: &[u8], f: impl FnOnce(&CStr) -> R) -> Result<R, std::ffi::NulError> {
+    let mut buf = [0u8; 256];
+    if let Some(dst) = buf.get_mut(..bytes.len())
+        && bytes.len() < 256
+        && !bytes.contains(&0)
+    {
+        dst.copy_from_slice(bytes);
+        if let Ok(c) = CStr::from_bytes_until_nul(&buf) {
+            return Ok(f(c));
+        }
     }
-    buf.truncate(n as usize);
-    Ok(PathBuf::from(std::ffi::OsString::from_vec(buf)))
+    CString::new(bytes).map(|c| f(&c))
 }
 
 /// Lexically normalizes a path to a root-relative one: drops `/` and `.`, applies `..` without

@@ -151,9 +151,8 @@ impl<'a> SysfsDir<'a> {
             }),
             Some(Ok(fd)) => {
                 let file = File::from(fd);
-                let abs = self.path(name);
-                check_regular(&file, &abs)?;
-                read_attr(file, || abs.clone())
+                check_regular(&file, || self.path(name))?;
+                read_attr(file, || self.path(name))
             }
         }
     }
