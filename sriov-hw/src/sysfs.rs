@@ -11,15 +11,19 @@
 //! Nothing here panics on what it reads: missing files, broken symlinks, directories where files are
 //! expected, FIFOs, non-UTF-8 or garbage content all become a [`SysfsError`] that names the path.
 
-use std::ffi::{CString, OsStr};
+use std::ffi::{CStr, CString, OsStr};
 use std::fs::File;
 use std::io::{self, Read};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Component, Path, PathBuf};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
+
+mod dir;
+
+pub use dir::SysfsDir;
 
 /// The largest attribute we read whole; sysfs attributes are at most a page.
 const MAX_ATTR_BYTES: u64 = 64 * 1024;
@@ -223,47 +227,12 @@ impl Sysfs {
             (Ok(root), Ok(rel)) => (root, rel),
             (Err(e), _) | (_, Err(e)) => return Some(Err(e)),
         };
-        // SAFETY: a valid NUL-terminated path; the fd is owned right after.
-        let dirfd = unsafe {
-            libc::open(
-                root.as_ptr(),
-                libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
-            )
+        let dirfd = match open_dir_path(&root) {
+            Ok(fd) => fd,
+            Err(e) => return Some(Err(e)),
         };
-        if dirfd < 0 {
-            return Some(Err(io::Error::last_os_error()));
-        }
-        // SAFETY: `dirfd` is a fresh descriptor nobody else owns.
-        let dirfd = unsafe { OwnedFd::from_raw_fd(dirfd) };
-        let how = OpenHow {
-            flags: (flags | libc::O_CLOEXEC) as u64,
-            mode: 0,
-            resolve: libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS,
-        };
-        // SAFETY: openat2(dirfd, path, &how, sizeof how) with live, correctly sized arguments.
-        let fd = unsafe {
-            libc::syscall(
-                libc::SYS_openat2,
-                dirfd.as_raw_fd(),
-                rel.as_ptr(),
-                &how as *const OpenHow,
-                std::mem::size_of::<OpenHow>(),
-            )
-        };
-        if fd < 0 {
-            let e = io::Error::last_os_error();
-            // ENOSYS: old kernel; EPERM: seccomp; E2BIG/EAGAIN: cannot do it now — walk instead.
-            return match e.raw_os_error() {
-                Some(libc::ENOSYS | libc::EPERM | libc::E2BIG) => {
-                    NO_OPENAT2.store(true, Ordering::Relaxed);
-                    None
-                }
-                Some(libc::EAGAIN) => None,
-                _ => Some(Err(e)),
-            };
-        }
-        // SAFETY: a fresh descriptor returned by the kernel, owned from here on.
-        Some(Ok(unsafe { OwnedFd::from_raw_fd(fd as libc::c_int) }))
+        let resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
+        openat2(&dirfd, &rel, flags, resolve)
     }
 
     /// An I/O error about `rel`, with ELOOP reported as [`SysfsError::SymlinkLoop`].
@@ -303,67 +272,27 @@ impl Sysfs {
                 (file, abs)
             }
         };
-        let meta = file.metadata().map_err(|error| SysfsError::Io {
-            path: abs.clone(),
-            error,
-        })?;
-        if !meta.is_file() {
-            return Err(SysfsError::NotAFile { path: abs });
-        }
+        check_regular(&file, || abs.clone())?;
         Ok(file)
     }
 
     /// Reads an attribute as UTF-8 with surrounding whitespace (the kernel's trailing `\n`) removed.
     pub fn read_string(&self, rel: impl AsRef<Path>) -> Result<String, SysfsError> {
         let rel = rel.as_ref();
-        let file = self.open(rel)?;
-        let mut buf = Vec::new();
-        file.take(MAX_ATTR_BYTES + 1)
-            .read_to_end(&mut buf)
-            .map_err(|error| SysfsError::Io {
-                path: self.path(rel),
-                error,
-            })?;
-        if buf.len() as u64 > MAX_ATTR_BYTES {
-            return Err(SysfsError::TooLarge {
-                path: self.path(rel),
-            });
-        }
-        let s = String::from_utf8(buf).map_err(|_| SysfsError::NotUtf8 {
-            path: self.path(rel),
-        })?;
-        Ok(s.trim().to_string())
+        read_attr(self.open(rel)?, || self.path(rel))
     }
 
     /// Reads a decimal number (`sriov_totalvfs`, `numa_node`, `net/<if>/type`…).
     pub fn read_dec<T: FromStr>(&self, rel: impl AsRef<Path>) -> Result<T, SysfsError> {
         let rel = rel.as_ref();
-        let s = self.read_string(rel)?;
-        s.parse().map_err(|_| SysfsError::Parse {
-            path: self.path(rel),
-            content: s,
-            expected: "a decimal number",
-        })
+        parse_dec(self.read_string(rel)?, || self.path(rel))
     }
 
     /// Reads a 16-bit hex ID as the kernel prints `vendor` and `device` (`0x8086`; the prefix is
     /// optional).
     pub fn read_hex_u16(&self, rel: impl AsRef<Path>) -> Result<u16, SysfsError> {
         let rel = rel.as_ref();
-        let s = self.read_string(rel)?;
-        let digits = s
-            .strip_prefix("0x")
-            .or_else(|| s.strip_prefix("0X"))
-            .unwrap_or(&s);
-        let ok = !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_hexdigit());
-        match ok.then(|| u16::from_str_radix(digits, 16).ok()).flatten() {
-            Some(v) => Ok(v),
-            None => Err(SysfsError::Parse {
-                path: self.path(rel),
-                content: s,
-                expected: "a 16-bit hex ID like 0x8086",
-            }),
-        }
+        parse_hex_u16(self.read_string(rel)?, || self.path(rel))
     }
 
     /// The raw target of the symlink `rel` (not followed), as `readlink(2)` gives it.
@@ -399,16 +328,7 @@ impl Sysfs {
     /// for `iommu_group`, the PCI address for `virtfnN`/`physfn`. Works on broken links too.
     pub fn link_name(&self, rel: impl AsRef<Path>) -> Result<String, SysfsError> {
         let rel = rel.as_ref();
-        let target = self.read_link(rel)?;
-        match target.file_name() {
-            Some(n) => n.to_str().map(str::to_string).ok_or(SysfsError::NotUtf8 {
-                path: self.path(rel),
-            }),
-            None => Err(SysfsError::BadLinkTarget {
-                path: self.path(rel),
-                target,
-            }),
-        }
+        target_name(self.read_link(rel)?, || self.path(rel))
     }
 
     /// Where the symlink `rel` points, as a path relative to the root: a relative target is taken
@@ -420,20 +340,7 @@ impl Sysfs {
             Some(p) => self.resolve(p)?,
             None => PathBuf::new(),
         };
-        let target = self.read_link(&rel)?;
-        let joined = if target.is_absolute() {
-            target.clone()
-        } else {
-            parent.join(&target)
-        };
-        let out = normalize(&joined);
-        if out.file_name().is_none() {
-            return Err(SysfsError::BadLinkTarget {
-                path: self.path(&rel),
-                target,
-            });
-        }
-        Ok(out)
+        join_target(&parent, self.read_link(&rel)?, || self.path(&rel))
     }
 
     /// The names in a directory, sorted. Names that are not UTF-8 are returned lossily (they then
@@ -459,25 +366,201 @@ impl Sysfs {
     }
 }
 
-/// `readlinkat(dir, name)`.
-fn readlinkat(dir: &OwnedFd, name: &OsStr) -> io::Result<PathBuf> {
-    let name = CString::new(name.as_bytes())
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-    let mut buf = vec![0u8; libc::PATH_MAX as usize];
-    // SAFETY: `buf` is writable for its length; `name` is NUL-terminated; `dir` is open.
-    let n = unsafe {
-        libc::readlinkat(
-            dir.as_raw_fd(),
-            name.as_ptr(),
-            buf.as_mut_ptr().cast(),
-            buf.len(),
+/// `open(path, O_PATH | O_DIRECTORY)`: a handle to resolve paths from.
+fn open_dir_path(path: &CStr) -> io::Result<OwnedFd> {
+    // SAFETY: a valid NUL-terminated path; the fd is owned right after.
+    let fd = unsafe {
+        libc::open(
+            path.as_ptr(),
+            libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
         )
     };
-    if n < 0 {
+    if fd < 0 {
         return Err(io::Error::last_os_error());
     }
-    buf.truncate(n as usize);
-    Ok(PathBuf::from(std::ffi::OsString::from_vec(buf)))
+    // SAFETY: `fd` is a fresh descriptor nobody else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// `openat2(dir, path, {flags | O_CLOEXEC, resolve})`. `None` when openat2 cannot be used (then
+/// remembered: old kernel, seccomp) or cannot do it now (EAGAIN); the caller takes the slow path.
+fn openat2(
+    dir: &OwnedFd,
+    path: &CStr,
+    flags: libc::c_int,
+    resolve: u64,
+) -> Option<io::Result<OwnedFd>> {
+    let how = OpenHow {
+        flags: (flags | libc::O_CLOEXEC) as u64,
+        mode: 0,
+        resolve,
+    };
+    // SAFETY: openat2(dirfd, path, &how, sizeof how) with live, correctly sized arguments.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            dir.as_raw_fd(),
+            path.as_ptr(),
+            &how as *const OpenHow,
+            std::mem::size_of::<OpenHow>(),
+        )
+    };
+    if fd < 0 {
+        let e = io::Error::last_os_error();
+        // ENOSYS: old kernel; EPERM: seccomp; E2BIG/EAGAIN: cannot do it now — walk instead.
+        return match e.raw_os_error() {
+            Some(libc::ENOSYS | libc::EPERM | libc::E2BIG) => {
+                NO_OPENAT2.store(true, Ordering::Relaxed);
+                None
+            }
+            Some(libc::EAGAIN) => None,
+            _ => Some(Err(e)),
+        };
+    }
+    // SAFETY: a fresh descriptor returned by the kernel, owned from here on.
+    Some(Ok(unsafe { OwnedFd::from_raw_fd(fd as libc::c_int) }))
+}
+
+/// Checks that `file` is a regular file.
+fn check_regular(file: &File, path: impl Fn() -> PathBuf) -> Result<(), SysfsError> {
+    let meta = file.metadata().map_err(|error| SysfsError::Io {
+        path: path(),
+        error,
+    })?;
+    if !meta.is_file() {
+        return Err(SysfsError::NotAFile { path: path() });
+    }
+    Ok(())
+}
+
+/// Reads an opened attribute whole: UTF-8, at most [`MAX_ATTR_BYTES`], trimmed.
+fn read_attr(mut file: File, path: impl Fn() -> PathBuf) -> Result<String, SysfsError> {
+    let io_err = |error| SysfsError::Io {
+        path: path(),
+        error,
+    };
+    // Attributes are at most a page: read into the stack, and only a larger file into a Vec.
+    let mut small = [0u8; 4096];
+    let mut n = 0;
+    let big = loop {
+        let Some(rest) = small.get_mut(n..).filter(|r| !r.is_empty()) else {
+            let mut v = small.to_vec();
+            let limit = MAX_ATTR_BYTES + 1 - v.len() as u64;
+            file.take(limit).read_to_end(&mut v).map_err(io_err)?;
+            break Some(v);
+        };
+        match file.read(rest) {
+            Ok(0) => break None,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(io_err(e)),
+        }
+    };
+    let bytes = big.as_deref().unwrap_or(small.get(..n).unwrap_or_default());
+    if bytes.len() as u64 > MAX_ATTR_BYTES {
+        return Err(SysfsError::TooLarge { path: path() });
+    }
+    let s = std::str::from_utf8(bytes).map_err(|_| SysfsError::NotUtf8 { path: path() })?;
+    Ok(s.trim().to_string())
+}
+
+/// Parses an attribute read from `path` as a decimal number.
+fn parse_dec<T: FromStr>(s: String, path: impl Fn() -> PathBuf) -> Result<T, SysfsError> {
+    s.parse().map_err(|_| SysfsError::Parse {
+        path: path(),
+        content: s,
+        expected: "a decimal number",
+    })
+}
+
+/// Parses a 16-bit hex ID (`0x8086`; the prefix is optional) read from `path`.
+fn parse_hex_u16(s: String, path: impl Fn() -> PathBuf) -> Result<u16, SysfsError> {
+    let digits = s
+        .strip_prefix("0x")
+        .or_else(|| s.strip_prefix("0X"))
+        .unwrap_or(&s);
+    let ok = !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_hexdigit());
+    match ok.then(|| u16::from_str_radix(digits, 16).ok()).flatten() {
+        Some(v) => Ok(v),
+        None => Err(SysfsError::Parse {
+            path: path(),
+            content: s,
+            expected: "a 16-bit hex ID like 0x8086",
+        }),
+    }
+}
+
+/// The last component of a symlink target read from `path`, as a string.
+fn target_name(target: PathBuf, path: impl Fn() -> PathBuf) -> Result<String, SysfsError> {
+    match target.file_name() {
+        Some(n) => n
+            .to_str()
+            .map(str::to_string)
+            .ok_or(SysfsError::NotUtf8 { path: path() }),
+        None => Err(SysfsError::BadLinkTarget {
+            path: path(),
+            target,
+        }),
+    }
+}
+
+/// Where a symlink read from `path`, in the physical directory `parent`, points (see
+/// [`Sysfs::link_target`]).
+fn join_target(
+    parent: &Path,
+    target: PathBuf,
+    path: impl Fn() -> PathBuf,
+) -> Result<PathBuf, SysfsError> {
+    let joined = if target.is_absolute() {
+        target.clone()
+    } else {
+        parent.join(&target)
+    };
+    let out = normalize(&joined);
+    if out.file_name().is_none() {
+        return Err(SysfsError::BadLinkTarget {
+            path: path(),
+            target,
+        });
+    }
+    Ok(out)
+}
+
+/// `readlinkat(dir, name)`.
+fn readlinkat(dir: &OwnedFd, name: &OsStr) -> io::Result<PathBuf> {
+    let invalid = |e| io::Error::new(io::ErrorKind::InvalidInput, e);
+    with_c_str(name.as_bytes(), |name| {
+        let mut buf = [0u8; libc::PATH_MAX as usize];
+        // SAFETY: `buf` is writable for its length; `name` is NUL-terminated; `dir` is open.
+        let n = unsafe {
+            libc::readlinkat(
+                dir.as_raw_fd(),
+                name.as_ptr(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+            )
+        };
+        let n = usize::try_from(n).map_err(|_| io::Error::last_os_error())?;
+        let target = buf.get(..n).unwrap_or(&buf[..]);
+        Ok(PathBuf::from(OsStr::from_bytes(target)))
+    })
+    .map_err(invalid)?
+}
+
+/// Calls `f` with `bytes` as a C string, built on the stack when short (entry names, most
+/// paths). Fails if `bytes` holds a NUL.
+fn with_c_str<R>(bytes: &[u8], f: impl FnOnce(&CStr) -> R) -> Result<R, std::ffi::NulError> {
+    let mut buf = [0u8; 256];
+    if let Some(dst) = buf.get_mut(..bytes.len())
+        && bytes.len() < 256
+        && !bytes.contains(&0)
+    {
+        dst.copy_from_slice(bytes);
+        if let Ok(c) = CStr::from_bytes_until_nul(&buf) {
+            return Ok(f(c));
+        }
+    }
+    CString::new(bytes).map(|c| f(&c))
 }
 
 /// Lexically normalizes a path to a root-relative one: drops `/` and `.`, applies `..` without

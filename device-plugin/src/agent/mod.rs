@@ -2,6 +2,7 @@
 //! reconciler that frees what dead pods held, and the pieces both share.
 //!
 //! - [`state`]: configuration, ledger, pools/inventory snapshot, pod table source, VF claims.
+//! - [`inventory`]: [`InventoryFeed`], the kubelet side's inventory shared with the node API.
 //! - [`plan`]: Plan (choose the VF, merge settings, capture the original state, record intent).
 //! - [`reclaim`]: "is this netns gone?" and the one release path (restore + remove).
 //! - [`gc`], [`reconcile`]: the two callers of that path besides Plan.
@@ -13,6 +14,7 @@
 
 pub mod errors;
 pub mod gc;
+pub mod inventory;
 pub mod plan;
 pub mod reclaim;
 pub mod reconcile;
@@ -29,6 +31,7 @@ use tokio::net::UnixListener;
 use tokio_stream::wrappers::UnixListenerStream;
 
 pub use errors::{AgentError, StartError};
+pub use inventory::InventoryFeed;
 pub use state::{AgentConfig, State};
 
 /// A started agent: state loaded and reconciled once, not yet serving.
@@ -41,7 +44,16 @@ impl Agent {
     /// could touch the first one's socket), loads the pool config, discovers the inventory and
     /// runs the first reconcile (after a reboot every recorded netns is gone: this frees all).
     pub async fn start(cfg: AgentConfig) -> Result<Agent, StartError> {
-        let state = Arc::new(State::open(cfg)?);
+        Self::start_with(cfg, None).await
+    }
+
+    /// As [`Agent::start`]; with a `feed`, the inventory is the feed's (no sysfs scan of its
+    /// own, now or on rescans).
+    pub async fn start_with(
+        cfg: AgentConfig,
+        feed: Option<Arc<dyn InventoryFeed>>,
+    ) -> Result<Agent, StartError> {
+        let state = Arc::new(State::open_with(cfg, feed)?);
         let pass = reconcile::reconcile_once(&state).await;
         tracing::info!(
             freed = pass.freed.len(),

@@ -262,7 +262,7 @@ async fn resolve<'a>(state: &'a State, req: &PlanRequest) -> Result<Resolved<'a>
             .map_err(|e| AgentError::invalid("device_id", e))?;
         if snap.vf(pci).is_none() {
             // Maybe created since the last scan.
-            state.rediscover();
+            state.rescan().await;
             snap = state.snapshot();
         }
         if snap.vf(pci).is_none() {

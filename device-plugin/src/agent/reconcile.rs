@@ -66,9 +66,13 @@ pub async fn run(state: Arc<State>) {
     tick.tick().await; // the first tick is immediate; the first pass ran before serving
     loop {
         tick.tick().await;
-        let s = Arc::clone(&state);
-        if let Err(e) = tokio::task::spawn_blocking(move || s.rediscover()).await {
-            tracing::error!(error = %e, "reconcile: re-scan panicked");
+        if state.has_feed() {
+            state.rescan().await;
+        } else {
+            let s = Arc::clone(&state);
+            if let Err(e) = tokio::task::spawn_blocking(move || s.rediscover()).await {
+                tracing::error!(error = %e, "reconcile: re-scan panicked");
+            }
         }
         if let Some(src) = &state.podtable {
             src.lock().unwrap_or_else(|e| e.into_inner()).refresh();

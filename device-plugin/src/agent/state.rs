@@ -11,6 +11,7 @@ use sriov_hw::discovery::{self, Inventory, Pf, Vf};
 use sriov_hw::sysfs::Sysfs;
 
 use super::errors::StartError;
+use super::inventory::InventoryFeed;
 use crate::ledger::Ledger;
 use crate::podtable::PodTableSource;
 use crate::pools::{self, Pool, PoolConfig};
@@ -55,12 +56,12 @@ impl AgentConfig {
 /// The inventory and the pools built from it; swapped whole when either changes.
 #[derive(Debug, Default)]
 pub struct Snapshot {
-    pub inventory: Inventory,
+    pub inventory: Arc<Inventory>,
     pub pools: Vec<Pool>,
 }
 
 impl Snapshot {
-    fn build(cfg: &PoolConfig, inventory: Inventory) -> Self {
+    fn build(cfg: &PoolConfig, inventory: Arc<Inventory>) -> Self {
         let mut pools = pools::assign(cfg, &inventory);
         for p in &mut pools {
             p.vfs.sort();
@@ -97,6 +98,8 @@ pub struct State {
     pub cfg: AgentConfig,
     pub ledger: Ledger,
     pub sysfs: Sysfs,
+    /// The inventory's source when the agent does not scan sysfs itself (see [`InventoryFeed`]).
+    feed: Option<Arc<dyn InventoryFeed>>,
     pool_config: RwLock<Arc<PoolConfig>>,
     snapshot: RwLock<Arc<Snapshot>>,
     pub podtable: Option<Mutex<PodTableSource>>,
@@ -110,6 +113,15 @@ pub struct State {
 impl State {
     /// Opens the ledger, loads the pool config and discovers the inventory.
     pub fn open(cfg: AgentConfig) -> Result<Self, StartError> {
+        Self::open_with(cfg, None)
+    }
+
+    /// As [`State::open`]; with a `feed`, the inventory is the feed's instead of a scan of our
+    /// own, now and on every rescan.
+    pub fn open_with(
+        cfg: AgentConfig,
+        feed: Option<Arc<dyn InventoryFeed>>,
+    ) -> Result<Self, StartError> {
         std::fs::create_dir_all(&cfg.state_dir).map_err(|source| StartError::StateDir {
             dir: cfg.state_dir.display().to_string(),
             source,
@@ -124,10 +136,10 @@ impl State {
             None => PoolConfig::default(),
         };
         let sysfs = Sysfs::new(&cfg.sysfs_root);
-        let inventory = discovery::discover(&sysfs, Some(&cfg.proc_root));
-        for w in &inventory.warnings {
-            tracing::warn!("discovery: {w}");
-        }
+        let inventory = match &feed {
+            Some(f) => f.current(),
+            None => Arc::new(discover_logged(&sysfs, &cfg)),
+        };
         let snapshot = Snapshot::build(&pool_config, inventory);
         log_pools(&snapshot);
         let podtable = cfg.pod_table.as_ref().map(|p| {
@@ -138,6 +150,7 @@ impl State {
         Ok(State {
             ledger,
             sysfs,
+            feed,
             pool_config: RwLock::new(Arc::new(pool_config)),
             snapshot: RwLock::new(Arc::new(snapshot)),
             podtable,
@@ -147,18 +160,52 @@ impl State {
         })
     }
 
-    /// The inventory and pools in force.
+    /// The inventory and pools in force (with a feed: rebuilt first if the feed's inventory
+    /// changed since).
     pub fn snapshot(&self) -> Arc<Snapshot> {
-        Arc::clone(&self.snapshot.read().unwrap_or_else(|e| e.into_inner()))
+        let cur = Arc::clone(&self.snapshot.read().unwrap_or_else(|e| e.into_inner()));
+        if let Some(feed) = &self.feed {
+            let inv = feed.current();
+            if !Arc::ptr_eq(&inv, &cur.inventory) {
+                return self.install(inv);
+            }
+        }
+        cur
     }
 
-    /// Re-scans sysfs (blocking file reads: call from a blocking context or accept a short
-    /// stall) and rebuilds the pools.
+    /// Whether the inventory comes from a feed (so [`State::rescan`] does no blocking I/O).
+    pub fn has_feed(&self) -> bool {
+        self.feed.is_some()
+    }
+
+    /// Re-scans: through the feed when there is one, else sysfs here (blocking reads, as
+    /// [`State::rediscover`]).
+    pub async fn rescan(&self) {
+        match &self.feed {
+            Some(f) => {
+                f.rescan().await;
+                self.snapshot();
+            }
+            None => self.rediscover(),
+        }
+    }
+
+    /// Re-reads the inventory and rebuilds the pools: a sysfs scan of our own (blocking file
+    /// reads: call from a blocking context or accept a short stall), or the feed's current one.
     pub fn rediscover(&self) {
-        let inventory = discovery::discover(&self.sysfs, Some(&self.cfg.proc_root));
+        let inventory = match &self.feed {
+            Some(f) => f.current(),
+            None => Arc::new(discovery::discover(&self.sysfs, Some(&self.cfg.proc_root))),
+        };
+        self.install(inventory);
+    }
+
+    /// Builds the pools of `inventory` under the current config and puts them in force.
+    fn install(&self, inventory: Arc<Inventory>) -> Arc<Snapshot> {
         let cfg = self.pool_config();
-        let next = Snapshot::build(&cfg, inventory);
-        let before = self.snapshot();
+        let next = Arc::new(Snapshot::build(&cfg, inventory));
+        let mut slot = self.snapshot.write().unwrap_or_else(|e| e.into_inner());
+        let before = Arc::clone(&slot);
         if before.inventory.vfs().count() != next.inventory.vfs().count() {
             tracing::info!(
                 before = before.inventory.vfs().count(),
@@ -166,7 +213,8 @@ impl State {
                 "inventory changed"
             );
         }
-        *self.snapshot.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(next);
+        *slot = Arc::clone(&next);
+        next
     }
 
     fn pool_config(&self) -> Arc<PoolConfig> {
@@ -185,6 +233,14 @@ impl State {
         log_pools(&self.snapshot());
         Ok(())
     }
+}
+
+fn discover_logged(sysfs: &Sysfs, cfg: &AgentConfig) -> Inventory {
+    let inventory = discovery::discover(sysfs, Some(&cfg.proc_root));
+    for w in &inventory.warnings {
+        tracing::warn!("discovery: {w}");
+    }
+    inventory
 }
 
 fn load_pools(path: &std::path::Path) -> Result<PoolConfig, StartError> {

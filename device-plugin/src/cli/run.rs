@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::signal::unix::{SignalKind, signal};
 
-use crate::agent::{Agent, AgentConfig, State};
+use crate::agent::{Agent, AgentConfig, InventoryFeed, StartError, State};
 use crate::health::{InventoryWatcher, NetlinkLinks, WatcherOptions};
 use crate::kubelet::{DevicePluginManager, ManagerConfig};
 use crate::metrics::{AgentMetrics, Registry};
@@ -96,15 +96,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
         let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
         let mut hup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
-        let agent = Agent::start((&args).into()).await?;
-        let state = Arc::clone(agent.state());
         let registry = Registry::new();
         let metrics = AgentMetrics::new(&registry).context("metrics")?;
         let pools = match &args.config {
-            Some(p) => PoolConfig::load(p)?,
+            Some(p) => PoolConfig::load(p).map_err(|source| StartError::Pools {
+                path: p.display().to_string(),
+                source,
+            })?,
             None => PoolConfig::default(),
         };
         // The kubelet's view: inventory + health (netlink link events) published as snapshots.
+        // Its sysfs scan is the only one: the node API's inventory is fed from it.
         let watcher = InventoryWatcher::start(
             WatcherOptions {
                 sysfs_root: args.sysfs_root.clone(),
@@ -117,6 +119,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .await
         .context("inventory watcher")?;
         let watcher = Arc::new(watcher);
+        let feed: Arc<dyn InventoryFeed> = watcher.clone();
+        let agent = Agent::start_with((&args).into(), Some(feed)).await?;
+        let state = Arc::clone(agent.state());
         metrics.follow(&watcher);
         let manager = (!args.standalone).then(|| {
             DevicePluginManager::start(

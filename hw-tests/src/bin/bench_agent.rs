@@ -18,6 +18,8 @@
 //!
 //! Usage: `bench_agent [--pfs 4] [--vfs-per-pf 128] [--iterations 1000] [--agent PATH]`; the
 //! agent defaults to `sriov-device-plugin` next to this binary. See `scripts/bench-agent.sh`.
+//! `--tree-only DIR` writes the tree to `DIR/sys` (PF netdevs named `sbkf<p>`, no host links)
+//! and `DIR/pools.json`, then exits: a fixed tree to profile `inventory` or `run` on by hand.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -37,6 +39,9 @@ struct Opts {
     vfs_per_pf: u32,
     iterations: usize,
     agent: PathBuf,
+    /// Only write the fixture tree (and pools.json) under this directory, then exit (for
+    /// profiling the agent by hand).
+    tree_only: Option<PathBuf>,
 }
 
 fn parse() -> Result<Opts, String> {
@@ -46,6 +51,7 @@ fn parse() -> Result<Opts, String> {
         vfs_per_pf: 128,
         iterations: 1000,
         agent: here.with_file_name("sriov-device-plugin"),
+        tree_only: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -59,6 +65,7 @@ fn parse() -> Result<Opts, String> {
                 o.iterations = val()?.parse().map_err(|e| format!("--iterations: {e}"))?
             }
             "--agent" => o.agent = val()?.into(),
+            "--tree-only" => o.tree_only = Some(val()?.into()),
             _ => return Err(format!("unknown argument {a}")),
         }
     }
@@ -202,6 +209,21 @@ fn median_run(n: usize, mut cmd: impl FnMut() -> Command) -> Result<Duration, St
     Ok(v[n / 2])
 }
 
+/// `--tree-only`: the bench's tree and pool config under `dir`, nothing else.
+fn tree_only(o: &Opts, dir: &Path) -> Result<(), String> {
+    build_tree(&dir.join("sys"), o.pfs, o.vfs_per_pf, "sbk")?;
+    std::fs::write(dir.join("pools.json"), pools_json().to_string())
+        .map_err(|e| format!("pools: {e}"))?;
+    println!("{}", dir.display());
+    Ok(())
+}
+
+/// One pool of every iavf VF.
+fn pools_json() -> serde_json::Value {
+    json!({"resourceList": [{"resourceName": "vf", "resourcePrefix": "bench.io",
+           "selectors": {"drivers": ["iavf"]}}]})
+}
+
 async fn bench(o: &Opts) -> Result<(), String> {
     if !o.agent.exists() {
         return Err(format!(
@@ -228,13 +250,7 @@ async fn bench(o: &Opts) -> Result<(), String> {
     );
     let _links = PfLinks::create(&names)?;
     let pools = dir.join("pools.json");
-    std::fs::write(
-        &pools,
-        json!({"resourceList": [{"resourceName": "vf", "resourcePrefix": "bench.io",
-               "selectors": {"drivers": ["iavf"]}}]})
-        .to_string(),
-    )
-    .map_err(|e| format!("pools: {e}"))?;
+    std::fs::write(&pools, pools_json().to_string()).map_err(|e| format!("pools: {e}"))?;
     let kdir = dir.join("kubelet");
     std::fs::create_dir_all(&kdir).map_err(|e| format!("{}: {e}", kdir.display()))?;
     let kubelet = KubeletStandIn::start(&kdir).map_err(|e| format!("stand-in: {e}"))?;
@@ -370,6 +386,13 @@ fn main() {
             std::process::exit(2);
         }
     };
+    if let Some(dir) = &o.tree_only {
+        if let Err(e) = tree_only(&o, dir) {
+            eprintln!("bench_agent: {e}");
+            std::process::exit(1);
+        }
+        return;
+    }
     // SAFETY: geteuid has no preconditions and cannot fail.
     if unsafe { libc::geteuid() } != 0 {
         eprintln!("bench_agent: needs root (creates host links for the fixture PFs)");

@@ -1,12 +1,10 @@
-//! The attributes every PCI function has, read from its (resolved) sysfs directory.
+//! The attributes every PCI function has, read from its (resolved, open) sysfs directory.
 //!
 //! Required attributes (`vendor`, `device`) fail the read; optional ones that are absent are
 //! `None` (unbound driver, no NUMA, no IOMMU, netdev in another namespace); optional ones that are
 //! present but unreadable are `None` plus a warning naming the path.
 
-use std::path::Path;
-
-use crate::sysfs::{Sysfs, SysfsError};
+use crate::sysfs::{SysfsDir, SysfsError};
 
 /// What [`read`] found; the caller adds the PF- or VF-specific parts.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,37 +19,30 @@ pub(crate) struct Common {
     pub rdma: bool,
 }
 
-/// Reads the attributes of the function whose directory is `dir` (root-relative). Warnings about
-/// optional attributes are pushed to `warnings`.
-pub(crate) fn read(
-    sysfs: &Sysfs,
-    dir: &Path,
-    warnings: &mut Vec<String>,
-) -> Result<Common, SysfsError> {
-    let vendor = sysfs.read_hex_u16(dir.join("vendor"))?;
-    let device = sysfs.read_hex_u16(dir.join("device"))?;
-    let driver = optional(sysfs.link_name(dir.join("driver")), warnings);
-    let netdevs = optional(sysfs.list_dir(dir.join("net")), warnings).unwrap_or_default();
-    let numa_node = optional(sysfs.read_dec::<i64>(dir.join("numa_node")), warnings)
-        .and_then(|n| numa(sysfs, dir, n, warnings));
-    let iommu_group = optional(sysfs.link_name(dir.join("iommu_group")), warnings).and_then(|g| {
-        match g.parse::<u32>() {
+/// Reads the attributes of the function whose directory is `dir`. Warnings about optional
+/// attributes are pushed to `warnings`.
+pub(crate) fn read(dir: &SysfsDir<'_>, warnings: &mut Vec<String>) -> Result<Common, SysfsError> {
+    let vendor = dir.read_hex_u16("vendor")?;
+    let device = dir.read_hex_u16("device")?;
+    let driver = optional(dir.link_name("driver"), warnings);
+    let netdevs = optional(dir.list_dir("net"), warnings).unwrap_or_default();
+    let numa_node =
+        optional(dir.read_dec::<i64>("numa_node"), warnings).and_then(|n| numa(dir, n, warnings));
+    let iommu_group =
+        optional(dir.link_name("iommu_group"), warnings).and_then(|g| match g.parse::<u32>() {
             Ok(g) => Some(g),
             Err(_) => {
-                let path = sysfs.path(dir.join("iommu_group")).display().to_string();
+                let path = dir.path("iommu_group").display().to_string();
                 warnings.push(format!("{path}: IOMMU group {g:?} is not a number"));
                 None
             }
-        }
-    });
+        });
     let link_type = netdevs.first().and_then(|nd| {
-        let t = sysfs.read_dec::<u32>(dir.join("net").join(nd).join("type"));
+        let t = dir.read_dec::<u32>(std::path::Path::new("net").join(nd).join("type"));
         optional(t, warnings).map(link_type_name)
     });
     // An RDMA-capable function lists its RDMA device(s) under `infiniband/`.
-    let rdma = sysfs
-        .list_dir(dir.join("infiniband"))
-        .is_ok_and(|d| !d.is_empty());
+    let rdma = dir.list_dir("infiniband").is_ok_and(|d| !d.is_empty());
     Ok(Common {
         rdma,
         vendor,
@@ -65,12 +56,12 @@ pub(crate) fn read(
 }
 
 /// `numa_node` is -1 when the platform has no NUMA information.
-fn numa(sysfs: &Sysfs, dir: &Path, n: i64, warnings: &mut Vec<String>) -> Option<u32> {
+fn numa(dir: &SysfsDir<'_>, n: i64, warnings: &mut Vec<String>) -> Option<u32> {
     if n < 0 {
         return None;
     }
     u32::try_from(n).ok().or_else(|| {
-        let path = sysfs.path(dir.join("numa_node")).display().to_string();
+        let path = dir.path("numa_node").display().to_string();
         warnings.push(format!("{path}: NUMA node {n} out of range"));
         None
     })

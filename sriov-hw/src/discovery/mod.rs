@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::pci::PciAddr;
-use crate::sysfs::{Sysfs, SysfsError};
+use crate::sysfs::{Sysfs, SysfsDir, SysfsError};
 
 pub use device::link_type_name;
 pub use routes::default_route_interfaces;
@@ -145,7 +145,10 @@ pub enum DiscoveryError {
 pub fn discover(sysfs: &Sysfs, proc_root: Option<&Path>) -> Inventory {
     let mut inv = Inventory::default();
     let warnings = &mut inv.warnings;
-    let names = match sysfs.list_dir(PCI_DEVICES) {
+    let listed = sysfs
+        .dir(PCI_DEVICES)
+        .and_then(|bus| Ok((bus.list_dir("")?, bus)));
+    let (names, bus) = match listed {
         Ok(n) => n,
         Err(e) => {
             warnings.push(format!("no PCI devices listed: {e}"));
@@ -153,20 +156,20 @@ pub fn discover(sysfs: &Sysfs, proc_root: Option<&Path>) -> Inventory {
         }
     };
     for name in names {
-        let rel = Path::new(PCI_DEVICES).join(&name);
         let Ok(pci) = name.parse::<PciAddr>() else {
-            let path = sysfs.path(&rel).display().to_string();
+            let path = sysfs.path(Path::new(PCI_DEVICES).join(&name));
+            let path = path.display().to_string();
             warnings.push(format!("{path}: not a PCI address, ignored"));
             continue;
         };
-        let dir = match sysfs.resolve(&rel) {
+        let dir = match bus.dir(&name) {
             Ok(d) => d,
             Err(e) => {
                 warnings.push(format!("PCI device {pci} ignored: {e}"));
                 continue;
             }
         };
-        let total_vfs = match sysfs.read_dec::<u32>(dir.join("sriov_totalvfs")) {
+        let total_vfs = match dir.read_dec::<u32>("sriov_totalvfs") {
             Ok(0) => continue,
             Ok(n) => n,
             Err(e) if e.is_not_found() => continue,
@@ -175,7 +178,7 @@ pub fn discover(sysfs: &Sysfs, proc_root: Option<&Path>) -> Inventory {
                 continue;
             }
         };
-        match read_pf(sysfs, pci, &dir, total_vfs, warnings) {
+        match read_pf(pci, &dir, total_vfs, warnings) {
             Ok(pf) => inv.pfs.push(pf),
             Err(e) => warnings.push(format!("PF {pci} ignored: {e}")),
         }
@@ -196,16 +199,15 @@ pub fn discover(sysfs: &Sysfs, proc_root: Option<&Path>) -> Inventory {
     inv
 }
 
-/// Reads one PF at its resolved directory `dir`, with its VFs.
+/// Reads one PF at its directory `dir`, with its VFs.
 fn read_pf(
-    sysfs: &Sysfs,
     pci: PciAddr,
-    dir: &Path,
+    dir: &SysfsDir<'_>,
     total_vfs: u32,
     warnings: &mut Vec<String>,
 ) -> Result<Pf, SysfsError> {
-    let c = device::read(sysfs, dir, warnings)?;
-    let num_vfs = match sysfs.read_dec::<u32>(dir.join("sriov_numvfs")) {
+    let c = device::read(dir, warnings)?;
+    let num_vfs = match dir.read_dec::<u32>("sriov_numvfs") {
         Ok(n) => Some(n),
         Err(e) => {
             warnings.push(format!("PF {pci}: {e}"));
@@ -213,8 +215,8 @@ fn read_pf(
         }
     };
     let mut vfs = Vec::new();
-    for (index, link) in virtfn_links(sysfs, dir)? {
-        match read_vf_of(sysfs, pci, index, &link) {
+    for (index, link) in virtfn_names(dir)? {
+        match read_vf_of(dir, pci, index, &link) {
             Ok((vf, vf_warnings)) => {
                 warnings.extend(vf_warnings);
                 vfs.push(vf);
@@ -235,6 +237,17 @@ fn read_pf(
         default_route: false,
         vfs,
     })
+}
+
+/// The `virtfn<N>` entries of a PF directory as (N, entry name), sorted by N.
+fn virtfn_names(pf_dir: &SysfsDir<'_>) -> Result<Vec<(u32, String)>, SysfsError> {
+    let mut links: Vec<(u32, String)> = pf_dir
+        .list_dir("")?
+        .into_iter()
+        .filter_map(|name| Some((name.strip_prefix("virtfn")?.parse().ok()?, name)))
+        .collect();
+    links.sort_by_key(|(n, _)| *n);
+    Ok(links)
 }
 
 /// The `virtfn<N>` entries of a PF directory as (N, root-relative link path), sorted by N.
@@ -264,18 +277,18 @@ enum SkipVf {
     Read { vf: PciAddr, err: SysfsError },
 }
 
-/// Reads VF `index` of `pf` through the `virtfn` link at `link`.
+/// Reads VF `index` of `pf` through the `virtfn` entry `link` of the PF's directory.
 fn read_vf_of(
-    sysfs: &Sysfs,
+    pf_dir: &SysfsDir<'_>,
     pf: PciAddr,
     index: u32,
-    link: &Path,
+    link: &str,
 ) -> Result<(Vf, Vec<String>), SkipVf> {
-    let target = sysfs.link_target(link).map_err(SkipVf::Link)?;
-    let vf: PciAddr = addr_of(&target).ok_or_else(|| SkipVf::BadTarget(sysfs.path(link)))?;
+    let target = pf_dir.link_target(link).map_err(SkipVf::Link)?;
+    let vf: PciAddr = addr_of(&target).ok_or_else(|| SkipVf::BadTarget(pf_dir.path(link)))?;
     let read_err = |err| SkipVf::Read { vf, err };
-    let dir = sysfs.resolve(&target).map_err(read_err)?;
-    match sysfs.link_name(dir.join("physfn")) {
+    let dir = pf_dir.dir_at_root(&target).map_err(read_err)?;
+    match dir.link_name("physfn") {
         Ok(name) if name == pf.to_string() => {}
         Ok(name) => {
             let reason = format!("it names {name}");
@@ -287,7 +300,7 @@ fn read_vf_of(
         }
     }
     let mut warnings = Vec::new();
-    let c = device::read(sysfs, &dir, &mut warnings).map_err(read_err)?;
+    let c = device::read(&dir, &mut warnings).map_err(read_err)?;
     Ok((vf_from(vf, index, pf, c), warnings))
 }
 
@@ -381,7 +394,7 @@ pub fn vf(sysfs: &Sysfs, pci: PciAddr) -> Result<Vf, DiscoveryError> {
     let (pf, pf_dir) = parent_pf(sysfs, pci, &dir)?;
     let index = vf_index(sysfs, pci, pf, &pf_dir)?;
     let mut warnings = Vec::new();
-    let c = device::read(sysfs, &dir, &mut warnings)?;
+    let c = device::read(&sysfs.dir(&dir)?, &mut warnings)?;
     for w in warnings {
         tracing::warn!(vf = %pci, "{w}");
     }
