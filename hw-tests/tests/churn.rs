@@ -199,10 +199,7 @@ fn churn_soak_leaves_nothing_behind() {
         "{status}"
     );
     let links = hw_tests::link_names();
-    let stray: Vec<_> = links
-        .iter()
-        .filter(|l| l.starts_with(&format!("{}q", bed.pf())) || *l == "net1")
-        .collect();
+    let stray: Vec<_> = links.iter().filter(|l| *l == "net1").collect();
     assert!(stray.is_empty(), "stray links: {stray:?}");
     let netns = std::process::Command::new("ip")
         .args(["netns", "list"])
@@ -228,6 +225,13 @@ fn churn_soak_leaves_nothing_behind() {
             !tc.contains("tbf") && !tc.contains("ingress"),
             "qdisc left on representor {i}: {tc}"
         );
+        // The VF's shaper (an ifb kept for reuse) is idle: no tbf.
+        let ifb = std::process::Command::new("tc")
+            .args(["-j", "qdisc", "show", "dev", &format!("{}q{i}", bed.pf())])
+            .output()
+            .unwrap();
+        let ifb = String::from_utf8_lossy(&ifb.stdout);
+        assert!(!ifb.contains("tbf"), "tbf left on the ifb of VF {i}: {ifb}");
     }
     let size: u64 = walk_size(&bed.agent.state_dir);
     eprintln!("churn: ledger on disk {size} bytes");

@@ -472,8 +472,19 @@ async fn max_rate_is_a_tbf_and_min_rate_is_unsupported() {
     assert_eq!(ctl.vf_states(&pf.name).await.unwrap()[1].max_tx_rate, 50);
 
     ctl.set_rate(&pf.name, 1, 0, 0).await.unwrap();
-    assert!(link(&ifb).is_none());
     assert!(!ok(&["tc", "qdisc", "show", "dev", &pf.rep(1)]).contains("ingress"));
+    assert!(
+        !ok(&["tc", "qdisc", "show", "dev", &ifb]).contains("tbf"),
+        "the idle ifb keeps no tbf"
+    );
+    // Unlimited again: the VF's frames no longer go through the ifb.
+    let through = |l: Value| l[0]["stats64"]["tx"]["packets"].as_u64().unwrap_or(0);
+    let before = through(json(&["ip", "-s", "-j", "link", "show", "dev", &ifb]));
+    assert!(ns[1].ping_eventually("10.96.0.1"));
+    assert_eq!(
+        through(json(&["ip", "-s", "-j", "link", "show", "dev", &ifb])),
+        before
+    );
     ctl.set_rate(&pf.name, 1, 0, 0).await.unwrap();
 
     let err = ctl.set_rate(&pf.name, 1, 10, 100).await.unwrap_err();

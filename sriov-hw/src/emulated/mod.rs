@@ -83,8 +83,8 @@ pub struct EmulatedVf {
     pub netdev: String,
     /// The representor, a port of the PF bridge (`<pf>r<i>`).
     pub representor: String,
-    /// The ifb device used to shape what the VF sends (`<pf>q<i>`); exists only while a max
-    /// TX rate is set.
+    /// The ifb device used to shape what the VF sends (`<pf>q<i>`); created on the VF's first
+    /// max TX rate, idle (no tbf, nothing redirected to it) while no rate is set.
     pub ifb: String,
     /// The VF netdev's MAC when no admin MAC is set (stable, locally administered).
     pub default_mac: MacAddr,

@@ -2,8 +2,10 @@
 //! there. Ingress cannot be shaped directly, so the representor's ingress qdisc redirects every
 //! frame (a match-all u32 filter with `mirred egress redirect`) to an ifb device `<pf>q<i>`,
 //! whose root tbf (rate, 32 KiB burst, 50 ms latency) holds the rate; ifb then hands the frames
-//! back to the representor's receive path, i.e. to the bridge. Rate 0 removes the ingress qdisc
-//! and the ifb. All of it is netlink requests ([`Netlink::set_root_tbf`],
+//! back to the representor's receive path, i.e. to the bridge. Rate 0 removes the redirect and the
+//! ifb's tbf; the idle ifb itself stays until the NIC is torn down (it is created on the VF's first
+//! rate limit and reused), because deleting a link costs the kernel an RCU grace period — about
+//! 20 ms that every DEL would pay. All of it is netlink requests ([`Netlink::set_root_tbf`],
 //! [`Netlink::set_ingress_redirect`]).
 
 use super::{EmulateError, EmulatedVf};
@@ -56,19 +58,26 @@ pub async fn apply(
     Ok(())
 }
 
-/// Removes `vf`'s rate limit (ingress qdisc on the representor and the ifb); succeeds if there is
-/// none, or if the representor is gone.
+/// Removes `vf`'s rate limit: the representor's ingress redirect and the ifb's tbf. Succeeds if
+/// there is none, or if the representor or the ifb is gone.
 pub async fn clear(nl: &Netlink, vf: &EmulatedVf) -> Result<(), EmulateError> {
-    if let Some(rep) = nl.topology_link(&vf.representor).await? {
-        match nl.delete_ingress_qdisc(rep.index).await {
-            // The representor went away meanwhile: so did its qdisc.
+    for (name, ingress) in [(&vf.representor, true), (&vf.ifb, false)] {
+        let Some(link) = nl.topology_link(name).await? else {
+            continue;
+        };
+        let removed = if ingress {
+            nl.delete_ingress_qdisc(link.index).await
+        } else {
+            nl.delete_root_qdisc(link.index).await
+        };
+        match removed {
+            // The link went away meanwhile: so did its qdisc.
             Err(e) if e.is_not_found() => {}
             r => {
                 r?;
             }
         }
     }
-    nl.delete_link_by_name(&vf.ifb).await?;
     Ok(())
 }
 

@@ -164,6 +164,28 @@ impl Netlink {
         .await
     }
 
+    /// Puts `dev` back on its default root qdisc (drops a tbf). Returns `false` (not an error)
+    /// when the root qdisc already is the default.
+    pub async fn delete_root_qdisc(&self, dev: u32) -> Result<bool, NetlinkError> {
+        match self
+            .ack(
+                "delete root qdisc",
+                &format!("ifindex {dev}"),
+                RouteNetlinkMessage::DelQueueDiscipline(qdisc(
+                    dev,
+                    TcHandle::ROOT,
+                    TcHandle::UNSPEC,
+                )),
+                0,
+            )
+            .await
+        {
+            Ok(()) => Ok(true),
+            Err(e) if e.errno() == Some(libc::ENOENT) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Removes `dev`'s ingress qdisc and its filters. Returns `false` (not an error) when it
     /// has none.
     pub async fn delete_ingress_qdisc(&self, dev: u32) -> Result<bool, NetlinkError> {
