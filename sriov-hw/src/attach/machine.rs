@@ -121,7 +121,9 @@ pub struct NodeMachine {
 
 /// How long a VF may take to reappear in the host after its namespace was deleted (a real VF
 /// coming back; an emulated one's veth being destroyed with the namespace, so it can be re-created).
-const REAPPEAR_WAIT: std::time::Duration = std::time::Duration::from_millis(1500);
+/// The kernel tears namespaces down in a worker that a busy node delays by seconds; only the
+/// reclaim and DEL of a pod whose namespace is already gone ever wait this long.
+const REAPPEAR_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl NodeMachine {
     /// Builds the machine for a PF bound to `pf_driver`, with sysfs at `sysfs_root`. Must run inside
