@@ -11,18 +11,22 @@
 //! accepted and isolated as its own VLAN space; QoS and trust are recorded only.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use super::{VfControl, VfError, VfErrorKind, VfLinkState, VfState, VfVlan};
-use crate::emulated::{EmulateError, eswitch, nic, registers, tree, validate_pf_name};
+use crate::emulated::{EmulateError, EmulatedNic, eswitch, nic, registers, tree, validate_pf_name};
 use crate::mac::MacAddr;
 use crate::netlink::Netlink;
 
-/// Drives the emulated NIC's "VFs" with bridge and tc equivalents. Holds no state
-/// beyond where the registers are: every call reads them from the PF's sysfs directory, so any
-/// number of processes (one per CNI call) see the same VFs.
+/// Drives the emulated NIC's "VFs" with bridge and tc equivalents. Keeps no VF state: every call
+/// reads the registers from the PF's sysfs directory, so any number of processes (one per CNI
+/// call) see the same VFs. Only the NIC's shape (names, bus, VF count) is read once per backend
+/// (a backend lives for one CNI call or one agent request), so a DEL that restores six
+/// attributes does not parse the 256-VF description six times.
 pub struct Emulated {
     nl: Netlink,
     sysfs_root: PathBuf,
+    nics: Mutex<Vec<Arc<EmulatedNic>>>,
 }
 
 /// Which part of the emulation a register change has to be re-applied to.
@@ -47,7 +51,23 @@ impl Emulated {
         Emulated {
             nl,
             sysfs_root: sysfs_root.to_path_buf(),
+            nics: Mutex::new(Vec::new()),
         }
+    }
+
+    /// PF `pf`'s description, read from its sysfs tree on first use.
+    fn nic(&self, pf: &str) -> Result<Arc<EmulatedNic>, EmulateError> {
+        validate_pf_name(pf)?;
+        if let Ok(cache) = self.nics.lock()
+            && let Some(n) = cache.iter().find(|n| n.pf == pf)
+        {
+            return Ok(n.clone());
+        }
+        let n = Arc::new(tree::load(&self.sysfs_root, pf)?);
+        if let Ok(mut cache) = self.nics.lock() {
+            cache.push(n.clone());
+        }
+        Ok(n)
     }
 
     /// Read-modify-apply-record of VF `vf`'s registers under the PF's lock.
@@ -60,8 +80,7 @@ impl Emulated {
         edit: impl FnOnce(&mut VfState),
     ) -> Result<(), VfError> {
         let err = |e: EmulateError| VfError::new(pf, vf, op, VfErrorKind::Emulation(e.to_string()));
-        validate_pf_name(pf).map_err(err)?;
-        let nic = tree::load(&self.sysfs_root, pf).map_err(err)?;
+        let nic = self.nic(pf).map_err(err)?;
         let v = nic.vf(vf).map_err(err)?;
         let pf_dir = tree::pf_dir(&self.sysfs_root, nic.bus);
         let _lock = registers::lock(&pf_dir).map_err(err)?;
@@ -104,8 +123,7 @@ impl VfControl for Emulated {
                 VfErrorKind::Emulation(e.to_string()),
             )
         };
-        validate_pf_name(pf).map_err(err)?;
-        let nic = tree::load(&self.sysfs_root, pf).map_err(err)?;
+        let nic = self.nic(pf).map_err(err)?;
         let pf_dir = tree::pf_dir(&self.sysfs_root, nic.bus);
         registers::read_all(&pf_dir, nic.vfs.len() as u32).map_err(err)
     }
@@ -120,8 +138,7 @@ impl VfControl for Emulated {
                 VfErrorKind::Emulation(e.to_string()),
             )
         };
-        validate_pf_name(pf).map_err(err)?;
-        let nic = tree::load(&self.sysfs_root, pf).map_err(err)?;
+        let nic = self.nic(pf).map_err(err)?;
         nic.vf(vf).map_err(err)?;
         registers::read(&tree::pf_dir(&self.sysfs_root, nic.bus), vf).map_err(err)
     }
