@@ -449,8 +449,15 @@ fn read_attr(mut file: File, path: impl Fn() -> PathBuf) -> Result<String, Sysfs
             file.take(limit).read_to_end(&mut v).map_err(io_err)?;
             break Some(v);
         };
+        let asked = rest.len();
         match file.read(rest) {
             Ok(0) => break None,
+            // A regular file (checked before) reads short only at its end, and a sysfs
+            // attribute hands its whole value to the first read: no second read to see EOF.
+            Ok(k) if k < asked => {
+                n += k;
+                break None;
+            }
             Ok(k) => n += k,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(io_err(e)),

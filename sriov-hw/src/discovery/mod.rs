@@ -155,6 +155,7 @@ pub fn discover(sysfs: &Sysfs, proc_root: Option<&Path>) -> Inventory {
             return inv;
         }
     };
+    let mut found = Vec::new();
     for name in names {
         let Ok(pci) = name.parse::<PciAddr>() else {
             let path = sysfs.path(Path::new(PCI_DEVICES).join(&name));
@@ -178,7 +179,11 @@ pub fn discover(sysfs: &Sysfs, proc_root: Option<&Path>) -> Inventory {
                 continue;
             }
         };
-        match read_pf(pci, &dir, total_vfs, warnings) {
+        found.push((pci, dir, total_vfs));
+    }
+    for (pci, read, pf_warnings) in read_pfs(found) {
+        warnings.extend(pf_warnings);
+        match read {
             Ok(pf) => inv.pfs.push(pf),
             Err(e) => warnings.push(format!("PF {pci} ignored: {e}")),
         }
@@ -200,6 +205,49 @@ pub fn discover(sysfs: &Sysfs, proc_root: Option<&Path>) -> Inventory {
 }
 
 /// Reads one PF at its directory `dir`, with its VFs.
+/// One PF's outcome: its address, what reading it gave, and its warnings.
+type PfRead = (PciAddr, Result<Pf, SysfsError>, Vec<String>);
+
+/// Reads the PFs found on the bus (and all their VFs), on up to one thread per CPU: a node's PFs
+/// are independent and reading them is nothing but syscalls, so 4 PFs × 256 VFs take about half
+/// the time on two cores. Results come back in the order of `found`.
+fn read_pfs(found: Vec<(PciAddr, SysfsDir<'_>, u32)>) -> Vec<PfRead> {
+    let one = |(pci, dir, total): &(PciAddr, SysfsDir<'_>, u32)| {
+        let mut w = Vec::new();
+        (*pci, read_pf(*pci, dir, *total, &mut w), w)
+    };
+    let threads = std::thread::available_parallelism()
+        .map(usize::from)
+        .unwrap_or(1)
+        .min(found.len());
+    if threads <= 1 {
+        return found.iter().map(one).collect();
+    }
+    let chunk = found.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = found
+            .chunks(chunk)
+            .map(|part| scope.spawn(move || part.iter().map(one).collect::<Vec<_>>()))
+            .collect();
+        workers
+            .into_iter()
+            .zip(found.chunks(chunk))
+            .flat_map(|(w, part)| {
+                // A panicking worker (a bug, not bad input) costs its PFs, not the scan.
+                w.join().unwrap_or_else(|_| {
+                    part.iter()
+                        .map(|(pci, _, _)| {
+                            let error = std::io::Error::other("discovery thread panicked");
+                            let path = Default::default();
+                            (*pci, Err(SysfsError::Io { path, error }), Vec::new())
+                        })
+                        .collect()
+                })
+            })
+            .collect()
+    })
+}
+
 fn read_pf(
     pci: PciAddr,
     dir: &SysfsDir<'_>,
