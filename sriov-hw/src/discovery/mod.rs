@@ -163,19 +163,23 @@ pub fn discover(sysfs: &Sysfs, proc_root: Option<&Path>) -> Inventory {
             warnings.push(format!("{path}: not a PCI address, ignored"));
             continue;
         };
-        let dir = match bus.dir(&name) {
-            Ok(d) => d,
-            Err(e) => {
-                warnings.push(format!("PCI device {pci} ignored: {e}"));
-                continue;
-            }
-        };
-        let total_vfs = match dir.read_dec::<u32>("sriov_totalvfs") {
+        // One confined open per device: on a node with hundreds of VFs nearly every entry is a VF,
+        // which has no `sriov_totalvfs`, so the device directory is only opened for PFs.
+        let total =
+            sysfs.read_dec::<u32>(Path::new(PCI_DEVICES).join(&name).join("sriov_totalvfs"));
+        let total_vfs = match total {
             Ok(0) => continue,
             Ok(n) => n,
             Err(e) if e.is_not_found() => continue,
             Err(e) => {
                 warnings.push(format!("PF {pci} ignored: {e}"));
+                continue;
+            }
+        };
+        let dir = match bus.dir(&name) {
+            Ok(d) => d,
+            Err(e) => {
+                warnings.push(format!("PCI device {pci} ignored: {e}"));
                 continue;
             }
         };
