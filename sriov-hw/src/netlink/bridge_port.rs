@@ -66,19 +66,12 @@ impl Netlink {
     /// Removes the FDB entry for `mac` on bridge port `port`. Returns `false` (not an error) when
     /// there is none, so cleanup can be repeated.
     pub async fn fdb_del(&self, port: u32, mac: MacAddr) -> Result<bool, NetlinkError> {
-        match self
-            .ack(
-                "delete FDB entry",
-                &format!("{mac} on ifindex {port}"),
-                RouteNetlinkMessage::DelNeighbour(fdb_message(port, mac)),
-                0,
-            )
-            .await
-        {
-            Ok(()) => Ok(true),
-            Err(e) if e.errno() == Some(libc::ENOENT) => Ok(false),
-            Err(e) => Err(e),
-        }
+        self.remove(
+            "delete FDB entry",
+            &format!("{mac} on ifindex {port}"),
+            RouteNetlinkMessage::DelNeighbour(fdb_message(port, mac)),
+        )
+        .await
     }
 }
 

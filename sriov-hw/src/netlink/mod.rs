@@ -143,6 +143,21 @@ impl Netlink {
             .map(drop)
     }
 
+    /// A removal that expects only an ACK: `Ok(true)` when something was removed, `Ok(false)`
+    /// (not an error) when the kernel says there was nothing (ENOENT), so cleanup can be repeated.
+    async fn remove(
+        &self,
+        op: &'static str,
+        target: &str,
+        msg: RouteNetlinkMessage,
+    ) -> Result<bool, NetlinkError> {
+        match self.ack(op, target, msg, 0).await {
+            Ok(()) => Ok(true),
+            Err(e) if e.errno() == Some(libc::ENOENT) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// A dump request (all objects of a kind; filtering is the caller's job).
     async fn dump(
         &self,

@@ -167,45 +167,25 @@ impl Netlink {
     /// Puts `dev` back on its default root qdisc (drops a tbf). Returns `false` (not an error)
     /// when the root qdisc already is the default.
     pub async fn delete_root_qdisc(&self, dev: u32) -> Result<bool, NetlinkError> {
-        match self
-            .ack(
-                "delete root qdisc",
-                &format!("ifindex {dev}"),
-                RouteNetlinkMessage::DelQueueDiscipline(qdisc(
-                    dev,
-                    TcHandle::ROOT,
-                    TcHandle::UNSPEC,
-                )),
-                0,
-            )
-            .await
-        {
-            Ok(()) => Ok(true),
-            Err(e) if e.errno() == Some(libc::ENOENT) => Ok(false),
-            Err(e) => Err(e),
-        }
+        let msg = qdisc(dev, TcHandle::ROOT, TcHandle::UNSPEC);
+        self.remove(
+            "delete root qdisc",
+            &format!("ifindex {dev}"),
+            RouteNetlinkMessage::DelQueueDiscipline(msg),
+        )
+        .await
     }
 
     /// Removes `dev`'s ingress qdisc and its filters. Returns `false` (not an error) when it
     /// has none.
     pub async fn delete_ingress_qdisc(&self, dev: u32) -> Result<bool, NetlinkError> {
-        match self
-            .ack(
-                "delete ingress qdisc",
-                &format!("ifindex {dev}"),
-                RouteNetlinkMessage::DelQueueDiscipline(qdisc(
-                    dev,
-                    TcHandle::INGRESS,
-                    TcHandle::UNSPEC,
-                )),
-                0,
-            )
-            .await
-        {
-            Ok(()) => Ok(true),
-            Err(e) if e.errno() == Some(libc::ENOENT) => Ok(false),
-            Err(e) => Err(e),
-        }
+        let msg = qdisc(dev, TcHandle::INGRESS, TcHandle::UNSPEC);
+        self.remove(
+            "delete ingress qdisc",
+            &format!("ifindex {dev}"),
+            RouteNetlinkMessage::DelQueueDiscipline(msg),
+        )
+        .await
     }
 }
 
