@@ -427,6 +427,15 @@ async fn vlan_isolation_holds_under_ping() {
         "{msg}"
     );
     assert!(ctl.set_vlan(&pf.name, 0, v(4096)).await.is_err());
+
+    // The VLAN bridges belong to the NIC: down removes them with everything else.
+    assert!(link(&pf.vlan_bridge(100)).is_some());
+    assert!(
+        link(&format!("{}s064", pf.name)).is_some(),
+        "802.1ad 100's bridge"
+    );
+    emulated::down(&pf.name, &pf.root).await.unwrap();
+    assert!(links_with_prefix(&pf.name).is_empty());
 }
 
 #[tokio::test]
