@@ -235,19 +235,8 @@ fn read_pfs(found: Vec<(PciAddr, SysfsDir<'_>, u32)>) -> Vec<PfRead> {
             .collect();
         workers
             .into_iter()
-            .zip(found.chunks(chunk))
-            .flat_map(|(w, part)| {
-                // A panicking worker (a bug, not bad input) costs its PFs, not the scan.
-                w.join().unwrap_or_else(|_| {
-                    part.iter()
-                        .map(|(pci, _, _)| {
-                            let error = std::io::Error::other("discovery thread panicked");
-                            let path = Default::default();
-                            (*pci, Err(SysfsError::Io { path, error }), Vec::new())
-                        })
-                        .collect()
-                })
-            })
+            // A worker that panicked (a bug, not bad input) panics the scan, as one thread would.
+            .flat_map(|w| w.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
             .collect()
     })
 }

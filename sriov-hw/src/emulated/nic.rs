@@ -300,10 +300,8 @@ pub(crate) async fn apply_rate(
 ) -> Result<(), EmulateError> {
     if state.max_tx_rate == 0 {
         shaping::clear(nl, vf).await
-    } else if nl.topology_link(&vf.representor).await?.is_some() {
-        shaping::apply(nl, vf, state.max_tx_rate, link_group(pf)).await
     } else {
-        Ok(())
+        shaping::apply(nl, vf, state.max_tx_rate, link_group(pf)).await
     }
 }
 

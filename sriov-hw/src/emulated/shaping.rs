@@ -33,13 +33,17 @@ async fn index_of(nl: &Netlink, name: &str) -> Result<u32, EmulateError> {
 }
 
 /// Limits what `vf` sends to `max_mbps` Mbit/s (> 0); a new ifb joins link group `group`.
-/// Idempotent: re-applying replaces the rate.
+/// Idempotent: re-applying replaces the rate. A VF whose representor is gone is skipped:
+/// [`super::revive_vf`] applies the rate when it comes back.
 pub async fn apply(
     nl: &Netlink,
     vf: &EmulatedVf,
     max_mbps: u32,
     group: u32,
 ) -> Result<(), EmulateError> {
+    let Some(rep) = nl.topology_link(&vf.representor).await? else {
+        return Ok(());
+    };
     let ifb = match nl.topology_link(&vf.ifb).await? {
         Some(l) => {
             if !l.up {
@@ -52,9 +56,8 @@ pub async fn apply(
             index_of(nl, &vf.ifb).await?
         }
     };
-    let rep = index_of(nl, &vf.representor).await?;
     nl.set_root_tbf(ifb, bucket(max_mbps)).await?;
-    nl.set_ingress_redirect(rep, ifb).await?;
+    nl.set_ingress_redirect(rep.index, ifb).await?;
     Ok(())
 }
 

@@ -167,21 +167,27 @@ impl Netlink {
     /// Puts `dev` back on its default root qdisc (drops a tbf). Returns `false` (not an error)
     /// when the root qdisc already is the default.
     pub async fn delete_root_qdisc(&self, dev: u32) -> Result<bool, NetlinkError> {
-        let msg = qdisc(dev, TcHandle::ROOT, TcHandle::UNSPEC);
-        self.remove(
-            "delete root qdisc",
-            &format!("ifindex {dev}"),
-            RouteNetlinkMessage::DelQueueDiscipline(msg),
-        )
-        .await
+        self.delete_qdisc("delete root qdisc", dev, TcHandle::ROOT)
+            .await
     }
 
     /// Removes `dev`'s ingress qdisc and its filters. Returns `false` (not an error) when it
     /// has none.
     pub async fn delete_ingress_qdisc(&self, dev: u32) -> Result<bool, NetlinkError> {
-        let msg = qdisc(dev, TcHandle::INGRESS, TcHandle::UNSPEC);
+        self.delete_qdisc("delete ingress qdisc", dev, TcHandle::INGRESS)
+            .await
+    }
+
+    /// Deletes the qdisc of `dev` under `parent`; `false` when there is none.
+    async fn delete_qdisc(
+        &self,
+        op: &'static str,
+        dev: u32,
+        parent: TcHandle,
+    ) -> Result<bool, NetlinkError> {
+        let msg = qdisc(dev, parent, TcHandle::UNSPEC);
         self.remove(
-            "delete ingress qdisc",
+            op,
             &format!("ifindex {dev}"),
             RouteNetlinkMessage::DelQueueDiscipline(msg),
         )
