@@ -165,6 +165,12 @@ impl EmulateError {
             source,
         }
     }
+
+    /// Whether a link the request addressed no longer exists (the kernel's ENODEV): a VF's veth
+    /// pair dies with the pod namespace it was in, at any moment.
+    pub fn is_link_gone(&self) -> bool {
+        matches!(self, EmulateError::Netlink(e) if e.is_not_found())
+    }
 }
 
 /// Checks a PF name: 1..=11 chars of `[a-zA-Z0-9_-]`, so every derived link name fits in 15

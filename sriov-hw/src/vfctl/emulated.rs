@@ -79,7 +79,7 @@ impl Emulated {
         effect: Effect,
         edit: impl FnOnce(&mut VfState),
     ) -> Result<(), VfError> {
-        let err = |e: EmulateError| VfError::new(pf, vf, op, VfErrorKind::Emulation(e.to_string()));
+        let err = emulation_error(pf, vf, op);
         let nic = self.nic(pf).map_err(err)?;
         let v = nic.vf(vf).map_err(err)?;
         let pf_dir = tree::pf_dir(&self.sysfs_root, nic.bus);
@@ -87,7 +87,7 @@ impl Emulated {
         let old = registers::read(&pf_dir, vf).map_err(err)?;
         let mut state = old.clone();
         edit(&mut state);
-        match effect {
+        let applied = match effect {
             Effect::Port => eswitch::apply_port(&self.nl, pf, v, &old, &state).await,
             Effect::Rate => nic::apply_rate(&self.nl, pf, v, &state).await,
             Effect::LinkState => nic::apply_link_state(&self.nl, v, &state).await,
@@ -96,10 +96,25 @@ impl Emulated {
                 Err(e) => Err(e),
             },
             Effect::Record => Ok(()),
+        };
+        match applied {
+            // The VF's links vanished mid-call (its pod's namespace is being torn down): as when
+            // they were gone before the call, the registers are recorded and revive_vf applies
+            // them to the re-created VF.
+            Err(e) if e.is_link_gone() => {}
+            r => r.map_err(err)?,
         }
-        .map_err(err)?;
         registers::write(&pf_dir, &state).map_err(err)
     }
+}
+
+/// Maps the emulator's error for operation `op` on VF `vf` of `pf` to the VF-control error.
+fn emulation_error<'a>(
+    pf: &'a str,
+    vf: u32,
+    op: &'static str,
+) -> impl Fn(EmulateError) -> VfError + Copy + 'a {
+    move |e| VfError::new(pf, vf, op, VfErrorKind::Emulation(e.to_string()))
 }
 
 /// An argument the kernel would refuse with EINVAL.
@@ -115,14 +130,7 @@ fn invalid(pf: &str, vf: u32, op: &'static str, why: String) -> VfError {
 impl VfControl for Emulated {
     /// The registers of every VF of `pf`, in index order. Errors name VF 0.
     async fn vf_states(&self, pf: &str) -> Result<Vec<VfState>, VfError> {
-        let err = |e: EmulateError| {
-            VfError::new(
-                pf,
-                0,
-                "read VF states",
-                VfErrorKind::Emulation(e.to_string()),
-            )
-        };
+        let err = emulation_error(pf, 0, "read VF states");
         let nic = self.nic(pf).map_err(err)?;
         let pf_dir = tree::pf_dir(&self.sysfs_root, nic.bus);
         registers::read_all(&pf_dir, nic.vfs.len() as u32).map_err(err)
@@ -130,20 +138,13 @@ impl VfControl for Emulated {
 
     /// VF `vf`'s registers alone (one file, whatever the VF count).
     async fn vf_state(&self, pf: &str, vf: u32) -> Result<VfState, VfError> {
-        let err = |e: EmulateError| {
-            VfError::new(
-                pf,
-                vf,
-                "read VF state",
-                VfErrorKind::Emulation(e.to_string()),
-            )
-        };
+        let err = emulation_error(pf, vf, "read VF state");
         let nic = self.nic(pf).map_err(err)?;
         nic.vf(vf).map_err(err)?;
         registers::read(&tree::pf_dir(&self.sysfs_root, nic.bus), vf).map_err(err)
     }
 
-    /// Records the admin MAC (all-zero clears it), updates the spoof rule, and sets the VF
+    /// Records the admin MAC (all-zero clears it), updates the port's FDB entry, and sets the VF
     /// netdev's MAC if it is in the host namespace. Multicast MACs are invalid.
     async fn set_mac(&self, pf: &str, vf: u32, mac: MacAddr) -> Result<(), VfError> {
         const OP: &str = "set VF MAC";
