@@ -15,7 +15,8 @@
 //!
 //! Server: remove a stale socket file, `tokio::net::UnixListener::bind`, then
 //! `tonic::transport::Server::builder().add_service(..).serve_with_incoming(
-//! tokio_stream::wrappers::UnixListenerStream::new(listener))`.
+//! sriov_proto::uds::incoming(listener))`, so clients that send the socket path as
+//! `:authority` (kubelets before 1.26, grpcurl) are served too ([`uds`]).
 //!
 //! Client: [`connect_uds`] (or [`uds_endpoint`] to set timeouts first), then wrap the channel in
 //! the generated client, e.g. `RegistrationClient::new(channel)`.
@@ -42,6 +43,8 @@ pub mod podresources {
         tonic::include_proto!("v1");
     }
 }
+
+pub mod uds;
 
 /// Protocol facts of the kubelet APIs: versions, socket locations, health values.
 pub mod convert;

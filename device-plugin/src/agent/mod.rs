@@ -28,7 +28,6 @@ use std::sync::Arc;
 
 use sriov_proto::node::node_server::NodeServer;
 use tokio::net::UnixListener;
-use tokio_stream::wrappers::UnixListenerStream;
 
 pub use errors::{AgentError, StartError};
 pub use inventory::InventoryFeed;
@@ -79,7 +78,7 @@ impl Agent {
             .add_service(NodeServer::new(server::NodeService::new(Arc::clone(
                 &self.state,
             ))))
-            .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
+            .serve_with_incoming_shutdown(sriov_proto::uds::incoming(listener), shutdown)
             .await;
         reconciler.abort();
         let _ = reconciler.await;

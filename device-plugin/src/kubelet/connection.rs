@@ -8,7 +8,6 @@ use sriov_proto::deviceplugin::v1beta1::device_plugin_server::DevicePluginServer
 use tokio::net::UnixListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tokio_stream::wrappers::UnixListenerStream;
 
 use super::KubeletError;
 use super::plugin::PoolPlugin;
@@ -52,7 +51,7 @@ impl PluginServer {
         let task = tokio::spawn(async move {
             let res = tonic::transport::Server::builder()
                 .add_service(service)
-                .serve_with_incoming_shutdown(UnixListenerStream::new(listener), async move {
+                .serve_with_incoming_shutdown(sriov_proto::uds::incoming(listener), async move {
                     let _ = shutdown.wait_for(|s| *s).await;
                 })
                 .await;
