@@ -11,6 +11,9 @@ cargo build --workspace --all-features --bins
 # The real CNI client (libcni's cnitool) and Debian's reference plugins, for the end-to-end tests.
 SRIOV_CNITOOL="$(bash scripts/build-cnitool.sh)/cnitool"
 export SRIOV_CNITOOL
+# grpcurl (grpc-go; sends the socket path as :authority, as kubelets before 1.26 do).
+SRIOV_GRPCURL="$(bash scripts/build-grpcurl.sh)/grpcurl"
+export SRIOV_GRPCURL
 # The QEMU igb suite (hw-tests/tests/qemu_igb.rs -> hw-tests/qemu/run.sh) boots a guest with the
 # release binaries, as shipped; the guest kernel and base initramfs are cached in <target>/qemu-cache.
 cargo build --release --bins -p cni-sriov -p device-plugin -p hw-tests

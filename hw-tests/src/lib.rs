@@ -20,6 +20,17 @@ pub fn require_root(test: &str) -> bool {
     false
 }
 
+/// Reports that `test` cannot run here because `why` (a tool or service is missing): prints
+/// `skipped: <test>: <why>`, or panics when `SRIOV_REQUIRE_PRIVILEGED=1` (CI), where a skip
+/// must not pass as success.
+pub fn skip(test: &str, why: &str) {
+    let why = format!("skipped: {test}: {why}");
+    if std::env::var("SRIOV_REQUIRE_PRIVILEGED").as_deref() == Ok("1") {
+        panic!("{why}, and SRIOV_REQUIRE_PRIVILEGED=1");
+    }
+    eprintln!("{why}");
+}
+
 fn nix_is_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() == 0 }
