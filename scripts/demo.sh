@@ -40,11 +40,11 @@ mkdir -p "$W"
 
 step "emulate up: PF $PF with 8 VFs (bridge + veth pairs + synthetic sysfs under $ROOT)"
 "$BIN/sriov-device-plugin" emulate up --pf "$PF" --vfs 8 --sysfs-root "$ROOT" >/dev/null
-"$BIN/sriov-device-plugin" inventory --sysfs-root "$ROOT" --config deploy/demo-pools.json
+"$BIN/sriov-device-plugin" inventory --sysfs-root "$ROOT" --config deploy/demo/pools.json
 
 step "start the agent (standalone: it picks free VFs of the pool itself)"
 "$BIN/sriov-device-plugin" run --standalone --socket "$W/agent.sock" --state-dir "$W/state" \
-  --sysfs-root "$ROOT" --config deploy/demo-pools.json --pod-table deploy/demo-podtable.json \
+  --sysfs-root "$ROOT" --config deploy/demo/pools.json --pod-table deploy/demo/podtable.json \
   2>"$W/agent.log" &
 AGENT=$!
 for _ in $(seq 100); do [ -S "$W/agent.sock" ] && break; sleep 0.1; done

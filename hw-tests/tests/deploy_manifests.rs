@@ -16,6 +16,16 @@ fn yaml(name: &str) -> Value {
     serde_norway::from_str(&text).unwrap_or_else(|e| panic!("{name} is not valid YAML: {e}"))
 }
 
+fn yaml_docs(name: &str) -> Vec<Value> {
+    let text =
+        std::fs::read_to_string(deploy().join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+    serde_norway::Deserializer::from_str(&text)
+        .map(|d| {
+            <Value as serde::Deserialize>::deserialize(d).unwrap_or_else(|e| panic!("{name}: {e}"))
+        })
+        .collect()
+}
+
 fn s<'a>(v: &'a Value, what: &str) -> &'a str {
     v.as_str()
         .unwrap_or_else(|| panic!("{what} missing or not a string"))
@@ -26,8 +36,15 @@ fn manifests_agree() {
     let ds = yaml("daemonset.yaml");
     let pools_cm = yaml("configmap-pools.yaml");
     let table_cm = yaml("configmap-podtable.yaml");
-    let nad = yaml("networkattachmentdefinition.yaml");
-    let sts = yaml("statefulset-mysql.yaml");
+    let nad = yaml("multus/networkattachmentdefinition.yaml");
+    let sts = yaml_docs("examples/statefulset-db.yaml")
+        .into_iter()
+        .find(|d| d["kind"] == "StatefulSet")
+        .expect("the example has a StatefulSet");
+    let primary: Value = serde_json::from_str(
+        &std::fs::read_to_string(deploy().join("cni/10-db-net.conflist")).unwrap(),
+    )
+    .expect("the primary-network conflist is JSON");
     let containerfile = std::fs::read_to_string(deploy().join("Containerfile")).unwrap();
 
     // DaemonSet: the privileges and host views the agent and the CNI installer need.
@@ -142,6 +159,8 @@ fn manifests_agree() {
     assert!(
         containerfile.contains("target/release/sriov-device-plugin")
             && containerfile.contains("target/release/sriov ")
+            && !containerfile.contains("docker.io"),
+        "the image builds offline from the release binaries"
     );
     assert!(
         containerfile.contains("/usr/local/bin/"),
@@ -198,18 +217,28 @@ fn manifests_agree() {
     assert_eq!(conf.agent_socket, Path::new(&socket));
     assert_eq!(conf.name, s(&nad["metadata"]["name"], "NAD name"));
 
-    // StatefulSet: asks for that resource on that network; every replica has a fixed IP.
+    // The primary-network conflist (no Multus) is the same network as the NAD.
+    // libcni hands each plugin its conf with the list's name and cniVersion added.
+    let mut plugin = primary["plugins"][0].clone();
+    plugin["name"] = primary["name"].clone();
+    plugin["cniVersion"] = primary["cniVersion"].clone();
+    let primary_conf = cni_sriov::netconf::NetConf::parse(plugin.to_string().as_bytes())
+        .unwrap_or_else(|e| panic!("conflist: {e:?}"));
+    assert_eq!(primary["name"], nad["metadata"]["name"]);
+    assert_eq!(
+        primary_conf.resource_name.as_deref(),
+        Some(resource.as_str())
+    );
+    assert_eq!(primary_conf.agent_socket, Path::new(&socket));
+
+    // StatefulSet: asks for that resource; every replica has a fixed IP on that network.
     let ns = s(&sts["metadata"]["namespace"], "sts namespace");
     assert_eq!(ns, s(&nad["metadata"]["namespace"], "NAD namespace"));
     let tpl = &sts["spec"]["template"];
-    assert_eq!(
-        tpl["metadata"]["annotations"]["k8s.v1.cni.cncf.io/networks"],
-        nad["metadata"]["name"]
-    );
     let c = &tpl["spec"]["containers"][0];
     assert_eq!(c["resources"]["limits"][&resource], "1");
     let name = s(&sts["metadata"]["name"], "sts name");
-    for i in 0..sts["spec"]["replicas"].as_u64().unwrap() {
+    for i in 0..sts["spec"]["replicas"].as_u64().unwrap() + 1 {
         let pod = format!("{name}-{i}");
         let cfg = table
             .lookup(&conf.name, ns, &pod)
