@@ -14,6 +14,10 @@ export SRIOV_CNITOOL
 # grpcurl (grpc-go; sends the socket path as :authority, as kubelets before 1.26 do).
 SRIOV_GRPCURL="$(bash scripts/build-grpcurl.sh)/grpcurl"
 export SRIOV_GRPCURL
+# kubelet, kube-apiserver, controller-manager and scheduler v1.20.2 from Debian's source package,
+# for the real-cluster test (hw-tests/tests/kube_cluster.rs, which runs scripts/k8s/cluster.sh).
+# Cached under ~/.cache/sriov-kube: ~18 min on 2 cores the first time, nothing after.
+bash scripts/k8s/build-kube.sh >/dev/null
 # The QEMU igb suite (hw-tests/tests/qemu_igb.rs -> hw-tests/qemu/run.sh) boots a guest with the
 # release binaries, as shipped; the guest kernel and base initramfs are cached in <target>/qemu-cache.
 cargo build --release --bins -p cni-sriov -p device-plugin -p hw-tests
