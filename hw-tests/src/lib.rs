@@ -153,6 +153,8 @@ impl Drop for EmulatedNic {
 
 pub mod cni_fixture;
 pub mod hwcheck;
+pub mod kube;
+pub mod kube_deploy;
 pub mod kubelet;
 pub mod kubelet_bed;
 pub mod load;

@@ -174,11 +174,30 @@ phase_host() {
   [[ -e /var/lib/cni ]] || record_created purge /var/lib/cni          # libcni's result cache
   [[ -e /run/containerd ]] || record_created tree /run/containerd     # shim sockets (/run/containerd/s)
   [[ -e /sys/fs/cgroup/pids/kubepods || -e /sys/fs/cgroup/kubepods ]] || record_created cgroup kubepods
+  share_netns_dirs
   save_sysctls
   local f
   for f in /run/netns/cni-*; do
     if [[ -e $f ]]; then echo "${f##*/}"; fi
   done >"$NETNS_BEFORE"
+}
+
+# share_netns_dirs: the mounts holding /run/netns and /var/run/netns shared, as on a systemd
+# host (where / is shared). The agent's container mounts both with HostToContainer propagation, so
+# containerd's netns bind mounts made after it started appear inside; containerd refuses such a
+# mount whose source is private ("… is mounted on "/" but it is not a shared or slave mount"). It
+# looks the path up literally (/var/run is not resolved to /run). `down` makes them private again.
+share_netns_dirs() {
+  mkdir_recorded tree /run/netns
+  local p mp
+  for p in /run/netns /var/run/netns; do
+    mp=$(awk -v p="$p/" '{m = ($5 == "/") ? "/" : $5 "/"} index(p, m) == 1 && length(m) > n {n = length(m); best = $5} END {print best}' /proc/self/mountinfo)
+    [[ -n $mp ]] || continue
+    if ! awk -v m="$mp" '$5 == m {for (i = 7; $i != "-"; i++) if ($i ~ /^shared:/) s = 1} END {exit !s}' /proc/self/mountinfo; then
+      mount --make-shared "$mp"
+      record_created shared "$mp"
+    fi
+  done
 }
 
 save_sysctls() {

@@ -77,6 +77,7 @@ ensure_pkgs() {
 #   tree  — delete the empty directories in it, depth first (keeps anything someone else put there)
 #   purge — rm -rf --one-file-system (only once nothing is mounted below it)
 #   cgroup — a marker (PATH "kubepods": the kubelet's cgroups are ours; cluster.sh removes them)
+#   shared — mount --make-private (a mount point `up` made shared, as systemd hosts have it)
 record_created() {
   mkdir -p "$K8S_VARLIB"
   grep -qxF -- "$1 $2" "$K8S_CREATED" 2>/dev/null || printf '%s %s\n' "$1" "$2" >>"$K8S_CREATED"
@@ -111,6 +112,7 @@ remove_recorded() {
       tree) find "$path" -depth -type d -empty -delete 2>/dev/null || true
             [[ ! -e $path ]] || log "kept $path (not empty)" ;;
       cgroup) ;;
+      shared) mount --make-private -- "$path" 2>/dev/null || warn "could not make $path private" ;;
       purge) if [[ -n $(mounted_under "$path") ]]; then warn "kept $path: still has mounts"
              else rm -rf --one-file-system -- "$path"; fi ;;
     esac
