@@ -150,11 +150,16 @@ impl Cluster {
     /// `cluster.sh up` with the kubelet's `syncFrequency` (how often it refreshes ConfigMap
     /// volumes, among others). Panics with the script's output if the cluster does not come up.
     pub fn up(sync_frequency: &str) -> Self {
+        Self::up_with(&[("SRIOV_K8S_SYNC_FREQUENCY", sync_frequency)])
+    }
+
+    /// `cluster.sh up` with `SRIOV_K8S_*` settings (see the script's header).
+    pub fn up_with(env: &[(&str, &str)]) -> Self {
         let c = Cluster {
             script: repo().join("scripts/k8s/cluster.sh"),
         };
         let started = Instant::now();
-        c.run(&["up"], &[("SRIOV_K8S_SYNC_FREQUENCY", sync_frequency)]);
+        c.run(&["up"], env);
         eprintln!("cluster up in {:.1} s", started.elapsed().as_secs_f64());
         c
     }

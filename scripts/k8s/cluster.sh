@@ -31,6 +31,7 @@
 #   SRIOV_K8S_KCM_PORT          controller-manager secure port (10357)
 #   SRIOV_K8S_SCHEDULER_PORT    scheduler secure port (10359)
 #   SRIOV_K8S_SYNC_FREQUENCY    kubelet syncFrequency (60s); also honoured by kubelet-start/-restart
+#   SRIOV_K8S_KUBE_API_QPS      kubelet kubeAPIQPS (5, the kubelet's default; burst is twice it)
 #   SRIOV_K8S_KUBELET_V         kubelet log verbosity (2); also honoured by kubelet-start/-restart
 # Paths: admin kubeconfig /run/sriov-k8s/admin.kubeconfig, logs /run/sriov-k8s/logs/<component>.log,
 # containerd socket /run/sriov-k8s/containerd/containerd.sock (ctr -a … -n k8s.io), kubelet root
@@ -69,12 +70,13 @@ load_settings() {
   KCM_PORT=${KCM_PORT:-${SRIOV_K8S_KCM_PORT:-10357}}
   SCHED_PORT=${SCHED_PORT:-${SRIOV_K8S_SCHEDULER_PORT:-10359}}
   SYNC_FREQUENCY=${SRIOV_K8S_SYNC_FREQUENCY:-${SYNC_FREQUENCY:-60s}}
+  KUBE_API_QPS=${KUBE_API_QPS:-${SRIOV_K8S_KUBE_API_QPS:-5}}
   KDIR=${KDIR:-${SRIOV_KUBE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/sriov-kube/v$KUBE_VERSION}}
   API_SERVER=https://127.0.0.1:$API_PORT
 }
 save_settings() {
   local v
-  for v in API_PORT ETCD_CLIENT_PORT ETCD_PEER_PORT KCM_PORT SCHED_PORT SYNC_FREQUENCY KDIR; do
+  for v in API_PORT ETCD_CLIENT_PORT ETCD_PEER_PORT KCM_PORT SCHED_PORT SYNC_FREQUENCY KUBE_API_QPS KDIR; do
     printf '%s=%q\n' "$v" "${!v}"
   done >"$CLUSTER_ENV"
 }
@@ -361,6 +363,10 @@ authorization:
 cgroupDriver: cgroupfs
 failSwapOn: false
 syncFrequency: $SYNC_FREQUENCY
+# The kubelet's API client rate (default 5/s, burst 10): with N pods starting at once their status
+# updates queue behind it, ~400 ms a pod here, whatever the network plugin.
+kubeAPIQPS: $KUBE_API_QPS
+kubeAPIBurst: $((KUBE_API_QPS * 2))
 # Low thresholds: CI disks must not trigger eviction; never garbage-collect the local images.
 evictionHard:
   memory.available: 50Mi
@@ -590,7 +596,7 @@ cmd_up() {
   if cluster_healthy; then log "already up and healthy"; print_hints; return 0; fi
   if any_running || [[ -e $K8S_RUN ]]; then log "partially up or not cleaned: running down first"; cmd_down; fi
   # A fresh up takes its settings from the environment again, not from the old cluster.
-  KDIR='' API_PORT='' ETCD_CLIENT_PORT='' ETCD_PEER_PORT='' KCM_PORT='' SCHED_PORT='' SYNC_FREQUENCY=''
+  KDIR='' API_PORT='' ETCD_CLIENT_PORT='' ETCD_PEER_PORT='' KCM_PORT='' SCHED_PORT='' SYNC_FREQUENCY='' KUBE_API_QPS=''
   load_settings
   trap 'rc=$?; ((rc == 0)) || log "up FAILED (exit $rc); logs in $K8S_LOGS; clean up with: $0 down"' EXIT
   t0=$(now_ns)
@@ -678,7 +684,7 @@ cmd_wait_ready() {
 
 main() {
   # Settings come from the saved cluster.env or SRIOV_K8S_* only, never from stray variables.
-  unset API_PORT ETCD_CLIENT_PORT ETCD_PEER_PORT KCM_PORT SCHED_PORT SYNC_FREQUENCY KDIR
+  unset API_PORT ETCD_CLIENT_PORT ETCD_PEER_PORT KCM_PORT SCHED_PORT SYNC_FREQUENCY KUBE_API_QPS KDIR
   case ${1:-} in
     up) cmd_up ;;
     down) cmd_down ;;
