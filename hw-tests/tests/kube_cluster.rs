@@ -190,7 +190,9 @@ fn deploy_and_a_statefulset_on_a_real_cluster() {
     let (pf_a, pf_b) = (unique_name("ka"), unique_name("kb"));
     let _nic_a = EmulatedNic::up(&pf_a, 4, &sysfs);
     let _nic_b = EmulatedNic::up(&pf_b, 4, &sysfs);
-    let cluster = Cluster::up("10s");
+    // The kubelet's syncFrequency bounds how late a ConfigMap edit reaches the agent's file.
+    let sync = std::env::var("SRIOV_K8S_SYNC_FREQUENCY").unwrap_or_else(|_| "10s".into());
+    let cluster = Cluster::up(&sync);
 
     // Server-side validation catches a manifest the API server rejects (a broken copy of the
     // DaemonSet); deploy/ itself passes it inside Deployed::apply.
@@ -321,7 +323,7 @@ fn deploy_and_a_statefulset_on_a_real_cluster() {
         String::new,
     );
     eprintln!(
-        "ConfigMap edit projected after {:.1} s (kubelet syncFrequency 10s)",
+        "ConfigMap edit projected after {:.1} s (kubelet syncFrequency {sync})",
         edited.elapsed().as_secs_f64()
     );
     scale(2);

@@ -76,6 +76,7 @@ impl Peer {
         for i in 0..pods {
             let _ = Command::new("ip")
                 .args(["link", "del", &format!("bhd{i}")])
+                .stderr(Stdio::null())
                 .status();
             run_ok(Command::new("ip").args([
                 "link",
@@ -125,6 +126,7 @@ impl Drop for Peer {
         for i in 0..self.pods {
             let _ = Command::new("ip")
                 .args(["link", "del", &format!("bhd{i}")])
+                .stderr(Stdio::null())
                 .status();
         }
         self.files.clear();
@@ -266,8 +268,8 @@ fn main() {
     let (p50, p99) = (pct(&mut ours, 0.5), pct(&mut ours, 0.99));
     let (q50, q99) = (pct(&mut theirs, 0.5), pct(&mut theirs, 0.99));
     println!(
-        "pods created at once: {} x {} rounds, creation -> Ready",
-        o.pods, o.rounds
+        "pods created at once: {} x {} rounds, creation -> Ready (kubelet kubeAPIQPS {})",
+        o.pods, o.rounds, o.kube_api_qps
     );
     println!("sriov (device plugin + CNI):  p50 {p50:.0} ms  p99 {p99:.0} ms");
     println!("host-device + static:         p50 {q50:.0} ms  p99 {q99:.0} ms");
