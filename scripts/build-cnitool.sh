@@ -14,15 +14,7 @@ if [ -x "$OUT/cnitool" ] && [ -x /usr/lib/cni/host-device ]; then echo "$OUT"; e
     containernetworking-plugins dpkg-dev >/dev/null
   W=$(mktemp -d)
   trap 'rm -rf "$W"' EXIT
-  MIRROR=$(awk '/^URIs:/{print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
-  [ -n "$MIRROR" ] || MIRROR=$(awk '/^deb /{print $2; exit}' /etc/apt/sources.list)
-  mkdir -p "$W/lists/partial"
-  echo "deb-src $MIRROR bookworm main" > "$W/src.list"
-  APTOPT=(-o Dir::Etc::SourceList="$W/src.list" -o Dir::Etc::SourceParts=/nonexistent
-          -o Dir::State::Lists="$W/lists")
-  apt-get "${APTOPT[@]}" update -qq
-  (cd "$W" && apt-get "${APTOPT[@]}" source --download-only -qq golang-github-appc-cni)
-  tar -C "$W" -xf "$(ls "$W"/golang-github-appc-cni_*.orig.tar.* | head -n1)"
+  tar -C "$W" -xf "$(bash "$(dirname "$0")/debian-source.sh" golang-github-appc-cni "$W")"
   SRC=$(find "$W" -maxdepth 2 -type d -name cnitool -printf '%h\n' | head -n1)
   (cd "$SRC" && GO111MODULE=off GOPATH=/usr/share/gocode GOCACHE="$W/gocache" \
      go build -o "$OUT/cnitool" ./cnitool/)

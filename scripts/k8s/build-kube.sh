@@ -11,22 +11,15 @@ BINS=(kubelet kube-apiserver kube-controller-manager kube-scheduler)
 have_all() { for b in "${BINS[@]}"; do [ -x "$CACHE/$b" ] || return 1; done; }
 if have_all; then echo "$CACHE"; exit 0; fi
 {
-  command -v go >/dev/null && command -v dpkg-source >/dev/null || {
+  if ! command -v go >/dev/null || ! command -v dpkg-source >/dev/null; then
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends golang-go dpkg-dev rsync make >/dev/null
-  }
+  fi
   W=${SRIOV_KUBE_WORK:-$(mktemp -d /var/tmp/sriov-kube.XXXXXX)}
   trap 'rm -rf "$W"' EXIT
-  MIRROR=$(awk '/^URIs:/{print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
-  [ -n "$MIRROR" ] || MIRROR=$(awk '/^deb /{print $2; exit}' /etc/apt/sources.list)
-  mkdir -p "$W/lists/partial"
-  echo "deb-src $MIRROR bookworm main" > "$W/src.list"
-  APTOPT=(-o Dir::Etc::SourceList="$W/src.list" -o Dir::Etc::SourceParts=/nonexistent
-          -o Dir::State::Lists="$W/lists")
-  apt-get "${APTOPT[@]}" update -qq
-  (cd "$W" && apt-get "${APTOPT[@]}" source --download-only -qq kubernetes)
+  ORIG=$(bash "$(dirname "$0")/../debian-source.sh" kubernetes "$W")
   mkdir -p "$W/src"
-  tar -C "$W/src" --strip-components=1 -xf "$(ls "$W"/kubernetes_*.orig.tar.* | head -n1)"
+  tar -C "$W/src" --strip-components=1 -xf "$ORIG"
   cd "$W/src"
   # The tarball has no .git: give the build its version explicitly, as Debian's rules do.
   export KUBE_GIT_VERSION=v$VER KUBE_GIT_TREE_STATE=clean KUBE_GIT_COMMIT=debian
