@@ -10,6 +10,11 @@ CACHE=${SRIOV_KUBE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/sriov-kube/v$VER}
 BINS=(kubelet kube-apiserver kube-controller-manager kube-scheduler)
 have_all() { for b in "${BINS[@]}"; do [ -x "$CACHE/$b" ] || return 1; done; }
 if have_all; then echo "$CACHE"; exit 0; fi
+# One build at a time (test.sh and cluster.sh both ask): the second waits, then finds the cache.
+mkdir -p "$(dirname "$CACHE")"
+exec 9>"$CACHE.lock"
+flock 9
+if have_all; then echo "$CACHE"; exit 0; fi
 {
   if ! command -v go >/dev/null || ! command -v dpkg-source >/dev/null; then
     apt-get update -qq
