@@ -35,6 +35,9 @@ const MAX_SYMLINK_HOPS: u32 = 40;
 /// so later calls go straight to the userspace walk.
 static NO_OPENAT2: AtomicBool = AtomicBool::new(false);
 
+/// How often one lookup tries openat2 while it answers EAGAIN.
+const OPENAT2_ATTEMPTS: u32 = 8;
+
 /// `struct open_how` of linux/openat2.h (libc's is `non_exhaustive`, so not constructible).
 #[repr(C)]
 struct OpenHow {
@@ -77,6 +80,22 @@ pub enum SysfsError {
 }
 
 impl SysfsError {
+    /// The same error, about `to` instead: a failure on the way to a path is reported as about
+    /// the path the caller asked for.
+    fn about(mut self, to: PathBuf) -> Self {
+        match &mut self {
+            SysfsError::Io { path, .. }
+            | SysfsError::NotAFile { path }
+            | SysfsError::NotUtf8 { path }
+            | SysfsError::TooLarge { path }
+            | SysfsError::Parse { path, .. }
+            | SysfsError::SymlinkLoop { path }
+            | SysfsError::NotASymlink { path }
+            | SysfsError::BadLinkTarget { path, .. } => *path = to,
+        }
+        self
+    }
+
     /// The absolute path the failed operation was about.
     pub fn path(&self) -> &Path {
         match self {
@@ -255,21 +274,24 @@ impl Sysfs {
         {
             Some(Ok(fd)) => (File::from(fd), self.path(rel)),
             Some(Err(error)) => return Err(self.io_error(rel, error)),
+            // Errors name the path asked for, as the openat2 branch does, not where the walk
+            // resolved it to: which branch runs can change from one call to the next (EAGAIN).
             None => {
                 let abs = if self.is_system_root() {
                     self.path(rel)
                 } else {
-                    self.root.join(self.resolve(rel)?)
+                    let resolved = self.resolve(rel).map_err(|e| e.about(self.path(rel)))?;
+                    self.root.join(resolved)
                 };
                 let file = std::fs::OpenOptions::new()
                     .read(true)
                     .custom_flags(flags | libc::O_CLOEXEC)
                     .open(&abs)
                     .map_err(|error| SysfsError::Io {
-                        path: abs.clone(),
+                        path: self.path(rel),
                         error,
                     })?;
-                (file, abs)
+                (file, self.path(rel))
             }
         };
         check_regular(&file, || abs.clone())?;
@@ -318,8 +340,9 @@ impl Sysfs {
             Some(Ok(dir)) => readlinkat(&dir, name).map_err(|e| not_a_link(self.path(&rel), e)),
             Some(Err(error)) => Err(self.io_error(&rel, error)),
             None => {
-                let abs = self.root.join(self.resolve(parent)?).join(name);
-                std::fs::read_link(&abs).map_err(|e| not_a_link(abs, e))
+                let parent = self.resolve(parent).map_err(|e| e.about(self.path(&rel)))?;
+                let abs = self.root.join(parent).join(name);
+                std::fs::read_link(&abs).map_err(|e| not_a_link(self.path(&rel), e))
             }
         }
     }
@@ -395,15 +418,28 @@ fn openat2(
         mode: 0,
         resolve,
     };
-    // SAFETY: openat2(dirfd, path, &how, sizeof how) with live, correctly sized arguments.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_openat2,
-            dir.as_raw_fd(),
-            path.as_ptr(),
-            &how as *const OpenHow,
-            std::mem::size_of::<OpenHow>(),
-        )
+    // EAGAIN: a rename or mount anywhere on the system raced the lookup (the kernel checks
+    // global sequence counts); it says to retry. Under load that is common, so retry a few
+    // times before the caller walks instead.
+    let mut attempts = 0;
+    let fd = loop {
+        // SAFETY: openat2(dirfd, path, &how, sizeof how) with live, correctly sized arguments.
+        let fd = unsafe {
+            libc::syscall(
+                libc::SYS_openat2,
+                dir.as_raw_fd(),
+                path.as_ptr(),
+                &how as *const OpenHow,
+                std::mem::size_of::<OpenHow>(),
+            )
+        };
+        attempts += 1;
+        if fd >= 0 || attempts >= OPENAT2_ATTEMPTS {
+            break fd;
+        }
+        if io::Error::last_os_error().raw_os_error() != Some(libc::EAGAIN) {
+            break fd;
+        }
     };
     if fd < 0 {
         let e = io::Error::last_os_error();

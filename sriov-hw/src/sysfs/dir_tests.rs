@@ -169,3 +169,36 @@ fn kernel_roots_read_through_the_kernel() {
     assert!(!me.read_string("stat").unwrap().is_empty());
     assert!(me.read_string("nonexistent").unwrap_err().is_not_found());
 }
+
+/// The userspace walk (old kernels, and any lookup that openat2 answers with EAGAIN, which a
+/// rename anywhere on a loaded machine causes) answers as openat2 does and names the same
+/// paths, so which of the two ran never shows in a result or an error.
+#[test]
+fn the_walk_and_openat2_answer_alike() {
+    let dir = tempfile::tempdir().unwrap();
+    build(dir.path());
+    let fast = Sysfs::new(dir.path());
+    let walk = Sysfs {
+        walk_only: true,
+        ..Sysfs::new(dir.path())
+    };
+    for base in [
+        "devices/pci0000:00/0000:01:00.0",
+        "bus/pci/devices/0000:01:00.0",
+    ] {
+        for name in NAMES {
+            let rel = Path::new(base).join(name);
+            let each = |s: &Sysfs| {
+                [
+                    show(s.read_string(&rel)),
+                    show(s.read_link(&rel)),
+                    show(s.link_name(&rel)),
+                    show(s.link_target(&rel)),
+                    show(s.list_dir(&rel)),
+                    show(s.resolve(&rel)),
+                ]
+            };
+            assert_eq!(each(&fast), each(&walk), "{rel:?}");
+        }
+    }
+}
