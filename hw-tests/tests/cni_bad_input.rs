@@ -137,3 +137,42 @@ fn bad_cni_inputs_get_the_right_code_and_change_nothing() {
             .is_none_or(|a| a.is_empty())
     );
 }
+
+/// `CNI_NETNS` naming a FIFO: ADD answers code 4 at once (opening it for reading used to block
+/// until a writer came, forever) and records nothing.
+#[test]
+fn a_fifo_as_cni_netns_is_refused_at_once() {
+    if !require_root("a_fifo_as_cni_netns_is_refused_at_once") {
+        return;
+    }
+    let bed = Bed::new(1, &default_pod_table());
+    let fifo = bed.dir.path().join("not-a-netns");
+    hw_tests::run_ok(std::process::Command::new("mkfifo").arg(&fifo));
+    let conf = bed.conf("1.0.0", json!({}));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let path = fifo.to_string_lossy().to_string();
+    let started = std::time::Instant::now();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let _ = tx.send(bed.call("ADD", "fifo-ctr", &path, "db-0", &conf));
+        });
+        let out = match rx.recv_timeout(std::time::Duration::from_secs(10)) {
+            Ok(out) => out,
+            Err(_) => {
+                // Unblock the hung plugin (a writer lets its open return), then fail.
+                use std::os::unix::fs::OpenOptionsExt;
+                let _ = std::fs::OpenOptions::new()
+                    .write(true)
+                    .custom_flags(libc::O_NONBLOCK)
+                    .open(&fifo);
+                panic!("ADD with a FIFO as CNI_NETNS hung for 10 s");
+            }
+        };
+        assert!(!out.ok, "{out:?}");
+        assert_eq!(out.code(), 4, "{out:?}");
+        let msg = out.json["msg"].as_str().unwrap_or_default();
+        assert!(msg.contains("not-a-netns"), "{msg}");
+    });
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    assert!(bed.attachments().is_empty(), "nothing recorded");
+}

@@ -113,9 +113,11 @@ const NS_GET_NSTYPE: u32 = 0xb7 << 8 | 0x3;
 impl NsSys for RealNsSys {
     fn open(&self, path: &Path) -> io::Result<OwnedFd> {
         use std::os::unix::fs::OpenOptionsExt;
+        // O_NONBLOCK: a FIFO (or a device) named as a namespace must not block the open; the
+        // file type is checked right after (fstatfs), and nsfs files ignore the flag.
         let file = std::fs::OpenOptions::new()
             .read(true)
-            .custom_flags(libc::O_CLOEXEC)
+            .custom_flags(libc::O_CLOEXEC | libc::O_NONBLOCK | libc::O_NOCTTY)
             .open(path)?;
         Ok(OwnedFd::from(file))
     }
