@@ -31,7 +31,19 @@ pub async fn connect(socket: &Path) -> Result<Agent, CniError> {
         .map_err(|e| unreachable(&e))?
         .connect_timeout(CONNECT_TIMEOUT)
         .timeout(CALL_TIMEOUT);
-    let ch = ep.connect().await.map_err(|e| unreachable(&e))?;
+    let ch = ep.connect().await.map_err(|e| {
+        // The transport error hides why; a socket this caller may not open says so plainly.
+        match std::os::unix::net::UnixStream::connect(socket) {
+            Err(io) if io.kind() == std::io::ErrorKind::PermissionDenied => CniError::new(
+                code::TRY_AGAIN,
+                format!(
+                    "permission denied on the sriov agent's socket {} (the CNI runs as root)",
+                    socket.display()
+                ),
+            ),
+            _ => unreachable(&e),
+        }
+    })?;
     Ok(NodeClient::new(ch))
 }
 

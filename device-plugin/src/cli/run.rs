@@ -88,6 +88,9 @@ impl From<&Args> for AgentConfig {
 
 /// Runs the agent on a multi-thread runtime until SIGTERM or SIGINT.
 pub fn run(args: Args) -> anyhow::Result<()> {
+    // Whatever the agent creates (ledger, sockets, device-info files) is for root only unless
+    // set otherwise explicitly; the caller's umask (000 under some init systems) does not leak.
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

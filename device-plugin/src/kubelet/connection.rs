@@ -43,6 +43,9 @@ impl PluginServer {
             Err(e) => return Err(listen_err(e)),
         }
         let listener = UnixListener::bind(path).map_err(listen_err)?;
+        // Only kubelet (root) dials it; set explicitly, whatever the process umask.
+        std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .map_err(listen_err)?;
         let id = FileId::of(path);
         let (stop, stop_rx) = watch::channel(false);
         let service = DevicePluginServer::new(make(stop_rx.clone()));

@@ -111,10 +111,12 @@ struct Trees {
 
 impl Trees {
     fn open(dir: &Path) -> Result<Self, sled::Error> {
+        private_dir(dir)?;
         let db = sled::Config::new()
             .path(dir)
             .mode(sled::Mode::LowSpace)
             .open()?;
+        private_files(dir)?;
         Ok(Trees {
             att: db.open_tree("attachments")?,
             vf: db.open_tree("vf_owner")?,
@@ -122,6 +124,37 @@ impl Trees {
             db,
         })
     }
+}
+
+/// The state directory holds pod names, IPs and MACs: 0700, created so or tightened, whatever
+/// the umask.
+fn private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+}
+
+/// Every file sled made in the state directory 0600 and every directory 0700 (a ledger from an
+/// earlier version, or one opened under a loose umask, is tightened too).
+fn private_files(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let ty = entry.file_type()?;
+        let mode = if ty.is_dir() {
+            private_files(&entry.path())?;
+            0o700
+        } else if ty.is_file() {
+            0o600
+        } else {
+            continue;
+        };
+        std::fs::set_permissions(entry.path(), std::fs::Permissions::from_mode(mode))?;
+    }
+    Ok(())
 }
 
 /// A printable `container/ifname` for messages.

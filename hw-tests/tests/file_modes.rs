@@ -1,0 +1,92 @@
+//! The agent's files and sockets are private whatever umask it starts under: the state
+//! directory 0700, the ledger's files 0600, the node API socket and every kubelet plugin socket
+//! 0600. And a CNI caller that may not open the node socket is told "permission denied".
+//!
+//! Its own test binary: the test sets the process umask to 000 (as a careless init system
+//! would), which every child inherits.
+
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use hw_tests::cni_fixture::{Bed, RESOURCE, default_pod_table};
+use hw_tests::kubelet::KubeletStandIn;
+use hw_tests::{bin, require_root};
+
+fn mode(p: &Path) -> u32 {
+    std::fs::symlink_metadata(p)
+        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+fn walk(dir: &Path, out: &mut Vec<(String, u32, bool)>) {
+    for e in std::fs::read_dir(dir).expect("read state dir") {
+        let e = e.expect("entry");
+        let is_dir = e.file_type().expect("type").is_dir();
+        out.push((e.path().display().to_string(), mode(&e.path()), is_dir));
+        if is_dir {
+            walk(&e.path(), out);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_and_sockets_are_private_under_umask_000() {
+    if !require_root("state_and_sockets_are_private_under_umask_000") {
+        return;
+    }
+    // SAFETY: umask has no preconditions; this binary runs only this test.
+    unsafe { libc::umask(0) };
+    let mut kubelet = None;
+    let bed = tokio::task::block_in_place(|| {
+        Bed::with_kubelet(2, &default_pod_table(), |dir| {
+            kubelet = Some(KubeletStandIn::start(&dir.join("kubelet")).expect("stand-in"));
+        })
+    });
+    let kubelet = kubelet.expect("stand-in");
+    let since = std::time::Instant::now() - std::time::Duration::from_secs(60);
+    let reg = kubelet
+        .wait_registration(RESOURCE, since, std::time::Duration::from_secs(10))
+        .await
+        .expect("pool registered");
+
+    assert_eq!(mode(&bed.agent.state_dir), 0o700, "state dir");
+    let mut files = Vec::new();
+    walk(&bed.agent.state_dir, &mut files);
+    assert!(!files.is_empty(), "the ledger has files");
+    for (path, m, is_dir) in &files {
+        assert_eq!(*m, if *is_dir { 0o700 } else { 0o600 }, "{path}");
+    }
+    assert_eq!(mode(&bed.agent.socket), 0o600, "node API socket");
+    let plugin = bed.kubelet_dir().join(&reg.request.endpoint);
+    assert_eq!(mode(&plugin), 0o600, "{}", plugin.display());
+
+    // STATUS as an unprivileged user: refused, and told why.
+    let conf = bed.conf("1.1.0", serde_json::json!({}));
+    let mut child = Command::new(bin("sriov"))
+        .env_clear()
+        .env("CNI_COMMAND", "STATUS")
+        .uid(65534)
+        .gid(65534)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn sriov as nobody");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin
+            .write_all(conf.to_string().as_bytes())
+            .expect("netconf");
+    }
+    let out = child.wait_with_output().expect("wait sriov");
+    assert!(!out.status.success());
+    let err: serde_json::Value = serde_json::from_slice(&out.stdout).expect("error JSON");
+    assert_eq!(err["code"], 50, "{err}");
+    let msg = err["msg"].as_str().unwrap_or_default();
+    assert!(msg.contains("permission denied"), "{err}");
+}
