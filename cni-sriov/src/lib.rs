@@ -14,6 +14,35 @@ pub mod version;
 
 use error::{CniError, code};
 
+/// The largest netconf read from stdin. Real ones are a few KiB (a conflist entry with IPAM);
+/// anything near this is an attack or an accident, and reading it whole would cost memory
+/// for nothing.
+pub const MAX_NETCONF_BYTES: u64 = 4 << 20;
+
+/// Reads the netconf from `input`: `Ok(None)` when reading failed (VERSION still works),
+/// error 6 when it is larger than [`MAX_NETCONF_BYTES`] (nothing past the limit is read).
+pub fn read_netconf(input: impl std::io::Read) -> Result<Option<Vec<u8>>, CniError> {
+    use std::io::Read;
+    let mut buf = Vec::new();
+    if input
+        .take(MAX_NETCONF_BYTES + 1)
+        .read_to_end(&mut buf)
+        .is_err()
+    {
+        return Ok(None);
+    }
+    if buf.len() as u64 > MAX_NETCONF_BYTES {
+        return Err(CniError::new(
+            code::DECODE,
+            format!(
+                "the network configuration on stdin is larger than {} MiB",
+                MAX_NETCONF_BYTES >> 20
+            ),
+        ));
+    }
+    Ok(Some(buf))
+}
+
 /// Executes one CNI call given the environment lookup and stdin; returns the JSON to print.
 ///
 /// `stdin` is `None` when reading it failed; VERSION does not need it.

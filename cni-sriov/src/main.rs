@@ -2,15 +2,21 @@
 //! and the netconf on stdin, does the kernel work, and prints exactly one JSON document (the
 //! result or the spec's error) on stdout. Logs never go to stdout.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let mut stdin = Vec::new();
-    let read_ok = std::io::stdin().read_to_end(&mut stdin).is_ok();
-    let (out, ok) = match cni_sriov::run(|k| std::env::var(k).ok(), read_ok.then_some(&stdin[..])) {
-        Ok(out) => (out, true),
-        Err(e) => (e.to_json(&cni_sriov::requested_version(&stdin)), false),
+    let (out, ok) = match cni_sriov::read_netconf(std::io::stdin().lock()) {
+        Err(e) => (e.to_json(&cni_sriov::requested_version(b"")), false),
+        Ok(stdin) => match cni_sriov::run(|k| std::env::var(k).ok(), stdin.as_deref()) {
+            Ok(out) => (out, true),
+            Err(e) => (
+                e.to_json(&cni_sriov::requested_version(
+                    stdin.as_deref().unwrap_or_default(),
+                )),
+                false,
+            ),
+        },
     };
     // DEL, CHECK, GC and STATUS succeed silently: stdout carries a result or an error only.
     if !out.is_empty() {

@@ -176,3 +176,31 @@ fn a_fifo_as_cni_netns_is_refused_at_once() {
     assert!(started.elapsed() < std::time::Duration::from_secs(5));
     assert!(bed.attachments().is_empty(), "nothing recorded");
 }
+
+/// A netconf over the 4 MiB cap is refused with code 6 before anything else is looked at
+/// (without the cap this ADD would get as far as the missing `CNI_NETNS`, code 4).
+#[test]
+fn an_oversized_netconf_is_refused_with_code_6() {
+    let pad = "x".repeat(5 << 20);
+    let conf = json!({"cniVersion": "1.0.0", "name": "big", "type": "sriov", "pad": pad});
+    let out = hw_tests::cni(&[("CNI_COMMAND", "ADD"), ("CNI_CONTAINERID", "big")], &conf);
+    assert!(!out.ok);
+    assert_eq!(out.code(), 6, "{:?}", out.json);
+    assert!(
+        out.json["msg"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("larger than 4 MiB")
+    );
+    let small = json!({"cniVersion": "1.0.0", "name": "small", "type": "sriov", "pad": "x"});
+    let out = hw_tests::cni(
+        &[("CNI_COMMAND", "ADD"), ("CNI_CONTAINERID", "small")],
+        &small,
+    );
+    assert_eq!(
+        out.code(),
+        4,
+        "a small one gets as far as the environment: {:?}",
+        out.json
+    );
+}
