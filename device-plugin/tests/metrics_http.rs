@@ -188,3 +188,44 @@ async fn refuses_non_loopback_unless_allowed() {
         .await
         .unwrap();
 }
+
+/// Idle connections cannot pile up inside the agent: at most 16 are served at once, the rest
+/// wait in the kernel's accept queue (the listener's Recv-Q, as `ss` shows it) holding none of
+/// the agent's descriptors; once the idle clients go, a scrape is answered.
+#[tokio::test]
+async fn idle_connections_beyond_the_cap_wait_in_the_kernel() {
+    let server = MetricsServer::bind("127.0.0.1:0".parse().unwrap(), false, Registry::new())
+        .await
+        .unwrap();
+    let addr = server.local_addr().unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(server.run(async {
+        let _ = stop_rx.await;
+    }));
+    let mut idle = Vec::new();
+    for _ in 0..100 {
+        idle.push(TcpStream::connect(addr).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let ss = std::process::Command::new("ss")
+        .args(["-Hltn", &format!("sport = :{}", addr.port())])
+        .output()
+        .expect("run ss");
+    let ss = String::from_utf8_lossy(&ss.stdout);
+    let queued: u32 = ss
+        .split_whitespace()
+        .nth(1)
+        .and_then(|q| q.parse().ok())
+        .unwrap_or_else(|| panic!("ss: {ss:?}"));
+    assert_eq!(queued, 100 - 16, "connections not yet accepted: {ss}");
+    drop(idle);
+    let resp = tokio::time::timeout(
+        Duration::from_secs(5),
+        http(addr, "GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n"),
+    )
+    .await
+    .expect("a scrape is answered once the idle clients are gone");
+    assert!(resp.starts_with("HTTP/1.1 200 OK"), "{resp}");
+    let _ = stop_tx.send(());
+    task.await.unwrap();
+}

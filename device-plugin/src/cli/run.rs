@@ -86,11 +86,28 @@ impl From<&Args> for AgentConfig {
     }
 }
 
+/// Raises the soft open-files limit to the hard one: sysfs scans of hundreds of VFs, netlink
+/// sockets, gRPC streams and clients all hold descriptors, and the soft default (1024) is not
+/// what the node allows the agent.
+fn raise_open_files_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => {
+            if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+                tracing::warn!(soft, hard, %e, "could not raise the open-files limit");
+            }
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(%e, "could not read the open-files limit"),
+    }
+}
+
 /// Runs the agent on a multi-thread runtime until SIGTERM or SIGINT.
 pub fn run(args: Args) -> anyhow::Result<()> {
     // Whatever the agent creates (ledger, sockets, device-info files) is for root only unless
     // set otherwise explicitly; the caller's umask (000 under some init systems) does not leak.
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
+    raise_open_files_limit();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

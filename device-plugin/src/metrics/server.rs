@@ -23,6 +23,11 @@ pub const METRICS_PATH: &str = "/metrics";
 /// Longest request head accepted; a scrape request is a few hundred bytes.
 const MAX_HEAD: usize = 8 * 1024;
 
+/// Connections served at once. More wait in the kernel's listen backlog, holding none of the
+/// agent's file descriptors (idle connections used to be able to exhaust them, and with them
+/// the sysfs rescans). With [`IO_TIMEOUT`], a client can delay scrapes, never starve the agent.
+const MAX_CONNECTIONS: usize = 16;
+
 /// A client has this long to send its request and read the answer.
 const IO_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -74,13 +79,22 @@ impl MetricsServer {
     /// of one connection are logged at debug level and never stop the server.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
+        let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
         loop {
+            let slot = tokio::select! {
+                _ = &mut shutdown => return,
+                slot = std::sync::Arc::clone(&slots).acquire_owned() => match slot {
+                    Ok(slot) => slot,
+                    Err(_) => return,
+                },
+            };
             tokio::select! {
                 _ = &mut shutdown => return,
                 accepted = self.listener.accept() => match accepted {
                     Ok((stream, peer)) => {
                         let registry = self.registry.clone();
                         tokio::spawn(async move {
+                            let _slot = slot;
                             let r = tokio::time::timeout(IO_TIMEOUT, answer(stream, &registry)).await;
                             match r {
                                 Ok(Ok(())) => {}
