@@ -334,3 +334,52 @@ fn agent_killed_during_adds_then_dels_restore_everything() {
         "in 3 rounds the kill never caught an ADD in flight"
     );
 }
+
+/// A PLANNED record left by a killed agent (its CNI died mid-ADD, the pod's namespace lives on)
+/// is undone by the restarted agent's first reconcile: the runtime's retry of that ADD
+/// succeeds instead of getting "already exists (Planned)" until some DEL comes.
+#[test]
+fn a_planned_record_of_a_killed_agent_does_not_block_the_retry() {
+    if !require_root("a_planned_record_of_a_killed_agent_does_not_block_the_retry") {
+        return;
+    }
+    let bed = Bed::new(1, &hw_tests::cni_fixture::default_pod_table());
+    let conf = bed.conf("1.1.0", json!({}));
+    let ns = pod_netns();
+    let args = "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=db-0";
+    let env = |fault: &'static str| {
+        vec![
+            ("CNI_COMMAND", "ADD".to_string()),
+            ("CNI_CONTAINERID", "c-planned".to_string()),
+            ("CNI_NETNS", ns.path()),
+            ("CNI_IFNAME", "net1".to_string()),
+            ("CNI_ARGS", args.to_string()),
+            ("CNI_PATH", "/usr/lib/cni".to_string()),
+            ("SRIOV_FAULT_STEP", fault.to_string()),
+        ]
+    };
+    let run = |fault: &'static str| {
+        let e = env(fault);
+        let e: Vec<(&str, &str)> = e.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        hw_tests::cni(&e, &conf)
+    };
+    // The CNI is killed after Plan, with the VF half configured; then the agent is killed too.
+    let out = run("set VF MAC");
+    assert!(
+        !out.ok && out.json.is_null(),
+        "the plugin was not killed: {:?}",
+        out.json
+    );
+    assert_eq!(bed.attachments()[0]["state"], "planned");
+    bed.agent.crash_and_restart();
+    // The retry: committed, the VF in the pod.
+    let out = run("none");
+    assert!(out.ok, "retried ADD: {:?} {}", out.json, out.stderr);
+    assert!(ns.has_link("net1"));
+    let atts = bed.attachments();
+    assert_eq!(atts.len(), 1, "{atts:?}");
+    assert_eq!(atts[0]["state"], "committed");
+    let del = bed.call("DEL", "c-planned", &ns.path(), "db-0", &conf);
+    assert!(del.ok, "DEL: {:?}", del.json);
+    bed.all_vfs_pristine(1).unwrap_or_else(|e| panic!("{e}"));
+}

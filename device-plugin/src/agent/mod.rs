@@ -53,7 +53,7 @@ impl Agent {
         feed: Option<Arc<dyn InventoryFeed>>,
     ) -> Result<Agent, StartError> {
         let state = Arc::new(State::open_with(cfg, feed)?);
-        let pass = reconcile::reconcile_once(&state).await;
+        let pass = reconcile::reconcile_once(&state, true).await;
         tracing::info!(
             freed = pass.freed.len(),
             errors = pass.errors.len(),

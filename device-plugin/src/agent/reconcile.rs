@@ -2,13 +2,18 @@
 //! reboot) and re-scans the inventory so new VFs appear. Runs once before the agent serves and
 //! then every `--reconcile-interval`.
 //!
-//! PLANNED attachments whose namespace is alive are left alone: a CNI may be in the middle of ADD.
+//! PLANNED attachments whose namespace is alive are left alone on later passes: a CNI may be in
+//! the middle of ADD. The first pass, before the agent serves, frees every PLANNED attachment:
+//! it was planned by an earlier instance of the agent (killed, crashed) and its ADD can no longer
+//! commit (its Commit reaches an agent that does not know it, and the CNI rolls back), so
+//! keeping it would only refuse the runtime's retry of that ADD with "already exists".
 
 use std::sync::Arc;
 
 use super::reclaim::{self, Liveness};
 use super::state::State;
 use crate::ledger::display_key;
+use sriov_proto::node::State as AttState;
 
 /// What one pass did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -19,8 +24,9 @@ pub struct Pass {
     pub errors: Vec<String>,
 }
 
-/// One pass over the ledger: every attachment whose namespace is gone is restored and removed.
-pub async fn reconcile_once(state: &State) -> Pass {
+/// One pass over the ledger: every attachment whose namespace is gone is restored and removed;
+/// with `startup` (the pass before serving), every PLANNED one too.
+pub async fn reconcile_once(state: &State, startup: bool) -> Pass {
     let mut pass = Pass::default();
     let list = match state.ledger.list() {
         Ok(l) => l,
@@ -33,6 +39,9 @@ pub async fn reconcile_once(state: &State) -> Pass {
     for a in list {
         let key = display_key(&a.key.clone().unwrap_or_default());
         let why = match reclaim::liveness(&a) {
+            _ if startup && a.state() == AttState::Planned => {
+                "planned by an earlier agent instance, never committed".to_string()
+            }
             Liveness::Alive(_) => continue,
             Liveness::Unknown(why) => {
                 tracing::debug!(attachment = %key, %why, "reconcile: cannot tell whether the netns is alive; kept");
@@ -77,6 +86,6 @@ pub async fn run(state: Arc<State>) {
         if let Some(src) = &state.podtable {
             src.lock().unwrap_or_else(|e| e.into_inner()).refresh();
         }
-        reconcile_once(&state).await;
+        reconcile_once(&state, false).await;
     }
 }
