@@ -274,6 +274,19 @@ async fn a_restart_keeps_the_ledger_and_frees_what_died_meanwhile() {
         .await
         .unwrap()
         .into_inner();
+    let p = c
+        .plan(plan_req("planned", &alive, "p", "n2"))
+        .await
+        .unwrap()
+        .into_inner();
+    cni_add(&a, &alive).await;
+    c.commit(CommitRequest {
+        key: Some(key("alive")),
+        result_json: "{}".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
     cni_add(&d, &dying).await;
     drop(c);
     agent.stop().await;
@@ -282,9 +295,20 @@ async fn a_restart_keeps_the_ledger_and_frees_what_died_meanwhile() {
     let agent = TestAgent::start(cfg).await;
     let mut c = agent.client().await;
     let f = c.fetch(key("alive")).await.unwrap().into_inner();
-    assert!(f.found);
+    assert!(
+        f.found,
+        "a committed attachment of a live pod survives the restart"
+    );
     assert_eq!(f.attachment.unwrap().vf_pci, a.vf_pci);
     assert!(!c.fetch(key("dying")).await.unwrap().into_inner().found);
+    // A PLANNED record of the earlier instance can never commit: freed, its VF free again.
+    assert!(!c.fetch(key("planned")).await.unwrap().into_inner().found);
+    let st = c.status(StatusRequest {}).await.unwrap().into_inner();
+    assert!(
+        st.pools[0].free.contains(&p.vf_pci),
+        "{:?}",
+        st.pools[0].free
+    );
     // Its VF was re-created and restored by the first reconcile.
     assert_eq!(host_link_mac(&d.orig_netdev), Some(d.orig_mac.clone()));
     drop(c);
