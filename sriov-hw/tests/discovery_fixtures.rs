@@ -476,3 +476,51 @@ fn scale_1024_vfs_spilling_over_buses() {
     let vf = discovery::vf(&Sysfs::new(dir.path()), last.pci).unwrap();
     assert_eq!(&vf, last);
 }
+
+/// A scan that cannot read a PF or a VF (an I/O error, not "no such file") keeps it as the last
+/// inventory had it; one that cannot list the bus keeps everything; a device that sysfs says is
+/// gone is withdrawn.
+#[test]
+fn what_a_scan_cannot_read_is_carried_over_and_only_gone_devices_leave() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("sys");
+    let tree = presets::scale(&root, 2, 4).unwrap();
+    let sys = tree.sysfs();
+    let good = discover(&sys, None);
+    assert_eq!((good.pfs.len(), good.vfs().count()), (2, 8));
+    assert!(good.unread.is_empty());
+    let pf0 = good.pfs[0].pci;
+    let (pf1, vf) = (good.pfs[1].pci, good.pfs[1].vfs[2].clone());
+    let dev = |a: PciAddr| root.join("bus/pci/devices").join(a.to_string());
+
+    // PF 0's sriov_totalvfs and one VF's vendor turn unreadable (directories, not files).
+    std::fs::remove_file(dev(pf0).join("sriov_totalvfs")).unwrap();
+    std::fs::create_dir(dev(pf0).join("sriov_totalvfs")).unwrap();
+    std::fs::remove_file(dev(vf.pci).join("vendor")).unwrap();
+    std::fs::create_dir(dev(vf.pci).join("vendor")).unwrap();
+    let scan = discover(&sys, None);
+    assert_eq!(scan.unread.pfs, vec![pf0]);
+    assert_eq!(scan.unread.vfs, vec![(pf1, vf.index)]);
+    assert_eq!(scan.vfs().count(), 3, "the raw scan misses PF 0 and one VF");
+    let kept = scan.carry_over(&good);
+    assert_eq!(kept.pfs, good.pfs, "carried over as last seen");
+
+    // The bus itself cannot be listed: everything stays.
+    let bus = root.join("bus/pci/devices");
+    std::fs::rename(&bus, root.join("bus/pci/devices.moved")).unwrap();
+    std::fs::write(&bus, "not a directory").unwrap();
+    let scan = discover(&sys, None);
+    assert!(scan.unread.bus, "{:?}", scan.warnings);
+    assert_eq!(scan.carry_over(&kept).pfs, good.pfs);
+    std::fs::remove_file(&bus).unwrap();
+    std::fs::rename(root.join("bus/pci/devices.moved"), &bus).unwrap();
+
+    // Gone for real: the VF's entry removed from the PF, PF 0 no longer SR-IOV capable.
+    std::fs::remove_file(dev(pf1).join(format!("virtfn{}", vf.index))).unwrap();
+    std::fs::remove_dir(dev(pf0).join("sriov_totalvfs")).unwrap();
+    let scan = discover(&sys, None);
+    assert!(scan.unread.is_empty(), "{:?}", scan.unread);
+    let after = scan.carry_over(&kept);
+    assert_eq!(after.pfs.len(), 1, "PF 0 withdrawn");
+    assert_eq!(after.vfs().count(), 3, "the removed VF withdrawn");
+}

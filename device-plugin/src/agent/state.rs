@@ -195,7 +195,11 @@ impl State {
     pub fn rediscover(&self) {
         let inventory = match &self.feed {
             Some(f) => f.current(),
-            None => Arc::new(discovery::discover(&self.sysfs, Some(&self.cfg.proc_root))),
+            None => {
+                let prev = Arc::clone(&self.snapshot().inventory);
+                let scan = discovery::discover(&self.sysfs, Some(&self.cfg.proc_root));
+                Arc::new(scan.carry_over(&prev))
+            }
         };
         self.install(inventory);
     }

@@ -361,6 +361,13 @@ impl Worker {
                 return;
             }
         };
+        if !inv.unread.is_empty() {
+            tracing::warn!(
+                bus = inv.unread.bus, pfs = ?inv.unread.pfs, vfs = ?inv.unread.vfs,
+                "sysfs scan incomplete; what it could not read keeps its last known state"
+            );
+        }
+        let inv = inv.carry_over(&self.inv);
         if inv.warnings != self.inv.warnings {
             for w in &inv.warnings {
                 tracing::warn!(root = %self.opts.sysfs_root.display(), "{w}");

@@ -92,9 +92,65 @@ pub struct Inventory {
     pub pfs: Vec<Pf>,
     /// One line per thing that could not be read, each naming its path; not fatal.
     pub warnings: Vec<String>,
+    /// What sysfs failed to answer (an I/O error, not "no such file"): such a device is not
+    /// known to be gone, so [`Inventory::carry_over`] keeps it as the last scan saw it.
+    #[serde(default, skip_serializing_if = "Unread::is_empty")]
+    pub unread: Unread,
+}
+
+/// The parts of a scan that could not be read (see [`Inventory::unread`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Unread {
+    /// The PCI bus could not be listed at all (e.g. out of file descriptors).
+    pub bus: bool,
+    /// PFs that are on the bus but could not be read.
+    pub pfs: Vec<PciAddr>,
+    /// VFs (PF, index) whose link is there but that could not be read.
+    pub vfs: Vec<(PciAddr, u32)>,
+}
+
+impl Unread {
+    /// Whether the scan read everything there was.
+    pub fn is_empty(&self) -> bool {
+        !self.bus && self.pfs.is_empty() && self.vfs.is_empty()
+    }
 }
 
 impl Inventory {
+    /// This scan with what it could not read taken from `prev`, the last inventory in force:
+    /// everything when the bus could not be listed, and each PF or VF that failed to read as
+    /// `prev` had it. A device is withdrawn only when sysfs says it is gone, never because one
+    /// scan hit an error (an exhausted descriptor table would otherwise withdraw them all).
+    pub fn carry_over(mut self, prev: &Inventory) -> Inventory {
+        if self.unread.bus {
+            return Inventory {
+                pfs: prev.pfs.clone(),
+                warnings: self.warnings,
+                unread: self.unread,
+            };
+        }
+        for pci in &self.unread.pfs {
+            if self.pf(*pci).is_none()
+                && let Some(old) = prev.pf(*pci)
+            {
+                self.pfs.push(old.clone());
+            }
+        }
+        for (pf, index) in &self.unread.vfs {
+            let old = prev
+                .pf(*pf)
+                .and_then(|p| p.vfs.iter().find(|v| v.index == *index));
+            if let (Some(now), Some(old)) = (self.pfs.iter_mut().find(|p| p.pci == *pf), old)
+                && !now.vfs.iter().any(|v| v.index == *index)
+            {
+                now.vfs.push(old.clone());
+                now.vfs.sort_by_key(|v| v.index);
+            }
+        }
+        self.pfs.sort_by_key(|pf| pf.pci);
+        self
+    }
+
     /// All VFs of all PFs, in PF then index order.
     pub fn vfs(&self) -> impl Iterator<Item = &Vf> {
         self.pfs.iter().flat_map(|pf| pf.vfs.iter())
@@ -144,17 +200,19 @@ pub enum DiscoveryError {
 /// is left out when the CNI could not use it (no readable IDs, or `physfn` not pointing back).
 pub fn discover(sysfs: &Sysfs, proc_root: Option<&Path>) -> Inventory {
     let mut inv = Inventory::default();
-    let warnings = &mut inv.warnings;
     let listed = sysfs
         .dir(PCI_DEVICES)
         .and_then(|bus| Ok((bus.list_dir("")?, bus)));
     let (names, bus) = match listed {
         Ok(n) => n,
         Err(e) => {
-            warnings.push(format!("no PCI devices listed: {e}"));
+            inv.unread.bus = !e.is_not_found();
+            inv.warnings.push(format!("no PCI devices listed: {e}"));
             return inv;
         }
     };
+    let warnings = &mut inv.warnings;
+    let unread = &mut inv.unread;
     let mut found = Vec::new();
     for name in names {
         let Ok(pci) = name.parse::<PciAddr>() else {
@@ -173,6 +231,7 @@ pub fn discover(sysfs: &Sysfs, proc_root: Option<&Path>) -> Inventory {
             Err(e) if e.is_not_found() => continue,
             Err(e) => {
                 warnings.push(format!("PF {pci} ignored: {e}"));
+                unread.pfs.push(pci);
                 continue;
             }
         };
@@ -180,16 +239,25 @@ pub fn discover(sysfs: &Sysfs, proc_root: Option<&Path>) -> Inventory {
             Ok(d) => d,
             Err(e) => {
                 warnings.push(format!("PCI device {pci} ignored: {e}"));
+                if !e.is_not_found() {
+                    unread.pfs.push(pci);
+                }
                 continue;
             }
         };
         found.push((pci, dir, total_vfs));
     }
-    for (pci, read, pf_warnings) in read_pfs(found) {
+    for (pci, read, pf_warnings, unread_vfs) in read_pfs(found) {
         warnings.extend(pf_warnings);
+        unread.vfs.extend(unread_vfs.into_iter().map(|i| (pci, i)));
         match read {
             Ok(pf) => inv.pfs.push(pf),
-            Err(e) => warnings.push(format!("PF {pci} ignored: {e}")),
+            Err(e) => {
+                warnings.push(format!("PF {pci} ignored: {e}"));
+                if !e.is_not_found() {
+                    unread.pfs.push(pci);
+                }
+            }
         }
     }
     inv.pfs.sort_by_key(|pf| pf.pci);
@@ -209,16 +277,18 @@ pub fn discover(sysfs: &Sysfs, proc_root: Option<&Path>) -> Inventory {
 }
 
 /// Reads one PF at its directory `dir`, with its VFs.
-/// One PF's outcome: its address, what reading it gave, and its warnings.
-type PfRead = (PciAddr, Result<Pf, SysfsError>, Vec<String>);
+/// One PF's outcome: its address, what reading it gave, its warnings, and the indices of VFs
+/// that are there but could not be read.
+type PfRead = (PciAddr, Result<Pf, SysfsError>, Vec<String>, Vec<u32>);
 
 /// Reads the PFs found on the bus (and all their VFs), on up to one thread per CPU: a node's PFs
 /// are independent and reading them is nothing but syscalls, so 4 PFs × 256 VFs take about half
 /// the time on two cores. Results come back in the order of `found`.
 fn read_pfs(found: Vec<(PciAddr, SysfsDir<'_>, u32)>) -> Vec<PfRead> {
     let one = |(pci, dir, total): &(PciAddr, SysfsDir<'_>, u32)| {
-        let mut w = Vec::new();
-        (*pci, read_pf(*pci, dir, *total, &mut w), w)
+        let (mut w, mut unread) = (Vec::new(), Vec::new());
+        let read = read_pf(*pci, dir, *total, &mut w, &mut unread);
+        (*pci, read, w, unread)
     };
     let threads = std::thread::available_parallelism()
         .map(usize::from)
@@ -246,6 +316,7 @@ fn read_pf(
     dir: &SysfsDir<'_>,
     total_vfs: u32,
     warnings: &mut Vec<String>,
+    unread_vfs: &mut Vec<u32>,
 ) -> Result<Pf, SysfsError> {
     let c = device::read(dir, warnings)?;
     let num_vfs = match dir.read_dec::<u32>("sriov_numvfs") {
@@ -262,7 +333,12 @@ fn read_pf(
                 warnings.extend(vf_warnings);
                 vfs.push(vf);
             }
-            Err(e) => warnings.push(format!("PF {pci} VF {index} ignored: {e}")),
+            Err(e) => {
+                warnings.push(format!("PF {pci} VF {index} ignored: {e}"));
+                if e.is_unread() {
+                    unread_vfs.push(index);
+                }
+            }
         }
     }
     Ok(Pf {
@@ -316,6 +392,16 @@ enum SkipVf {
     Physfn { vf: PciAddr, reason: String },
     #[error("{vf}: {err}")]
     Read { vf: PciAddr, err: SysfsError },
+}
+
+impl SkipVf {
+    /// An I/O error rather than sysfs saying the VF is not (or no longer) there.
+    fn is_unread(&self) -> bool {
+        match self {
+            SkipVf::Link(e) | SkipVf::Read { err: e, .. } => !e.is_not_found(),
+            SkipVf::BadTarget(_) | SkipVf::Physfn { .. } => false,
+        }
+    }
 }
 
 /// Reads VF `index` of `pf` through the `virtfn` entry `link` of the PF's directory.
