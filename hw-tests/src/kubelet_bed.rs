@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use sriov_proto::kubelet::HEALTHY;
 
 use crate::cni_fixture::{Bed, RESOURCE, default_pod_table};
-use crate::kubelet::{DeviceList, KubeletStandIn};
+use crate::kubelet::{DeviceList, KubeletStandIn, Registered};
 use crate::{bin, run_ok};
 
 /// The second pool of the kubelet beds (VFs 2 and 3; [`RESOURCE`] has VFs 0 and 1).
@@ -43,6 +43,25 @@ pub fn two_pool_bed() -> (KubeletStandIn, Bed) {
         })
     });
     (kubelet.expect("stand-in started"), bed)
+}
+
+/// A one-pool bed ([`RESOURCE`], `vfs` VFs, the default pod table) in kubelet mode, once the
+/// pool has registered with the stand-in: the stand-in (first, so it outlives the agent), the
+/// bed and the registration. Needs a multi-thread runtime.
+pub async fn registered_bed(vfs: u32) -> (KubeletStandIn, Bed, Registered) {
+    let mut kubelet = None;
+    let bed = tokio::task::block_in_place(|| {
+        Bed::with_kubelet(vfs, &default_pod_table(), |dir| {
+            kubelet = Some(KubeletStandIn::start(&dir.join("kubelet")).expect("stand-in"));
+        })
+    });
+    let kubelet = kubelet.expect("stand-in started");
+    let since = Instant::now() - Duration::from_secs(60);
+    let reg = kubelet
+        .wait_registration(RESOURCE, since, START)
+        .await
+        .expect("pool registered");
+    (kubelet, bed, reg)
 }
 
 /// `(resource, device IDs)` of both pools, as the bed's inventory numbers the VFs.

@@ -10,8 +10,7 @@ use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use hw_tests::cni_fixture::{Bed, RESOURCE, default_pod_table};
-use hw_tests::kubelet::KubeletStandIn;
+use hw_tests::kubelet_bed::registered_bed;
 use hw_tests::{bin, require_root};
 
 fn mode(p: &Path) -> u32 {
@@ -40,18 +39,7 @@ async fn state_and_sockets_are_private_under_umask_000() {
     }
     // SAFETY: umask has no preconditions; this binary runs only this test.
     unsafe { libc::umask(0) };
-    let mut kubelet = None;
-    let bed = tokio::task::block_in_place(|| {
-        Bed::with_kubelet(2, &default_pod_table(), |dir| {
-            kubelet = Some(KubeletStandIn::start(&dir.join("kubelet")).expect("stand-in"));
-        })
-    });
-    let kubelet = kubelet.expect("stand-in");
-    let since = std::time::Instant::now() - std::time::Duration::from_secs(60);
-    let reg = kubelet
-        .wait_registration(RESOURCE, since, std::time::Duration::from_secs(10))
-        .await
-        .expect("pool registered");
+    let (_kubelet, bed, reg) = registered_bed(2).await;
 
     assert_eq!(mode(&bed.agent.state_dir), 0o700, "state dir");
     let mut files = Vec::new();

@@ -7,8 +7,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use hw_tests::cni_fixture::{Bed, RESOURCE, default_pod_table};
-use hw_tests::kubelet::KubeletStandIn;
+use hw_tests::cni_fixture::RESOURCE;
+use hw_tests::kubelet_bed::registered_bed;
 use hw_tests::require_root;
 use serde_json::Value;
 
@@ -57,18 +57,7 @@ async fn grpcurl_with_its_default_authority_is_answered_on_every_socket() {
         );
         return;
     };
-    let mut kubelet = None;
-    let bed = tokio::task::block_in_place(|| {
-        Bed::with_kubelet(2, &default_pod_table(), |dir| {
-            kubelet = Some(KubeletStandIn::start(&dir.join("kubelet")).expect("stand-in"));
-        })
-    });
-    let kubelet = kubelet.expect("stand-in");
-    let since = std::time::Instant::now() - std::time::Duration::from_secs(60);
-    let reg = kubelet
-        .wait_registration(RESOURCE, since, std::time::Duration::from_secs(10))
-        .await
-        .expect("pool registered");
+    let (_kubelet, bed, reg) = registered_bed(2).await;
     let vfs = tokio::task::block_in_place(|| bed.vf_pcis());
 
     let status = tokio::task::block_in_place(|| {
