@@ -268,14 +268,14 @@ impl Sysfs {
     pub fn open(&self, rel: impl AsRef<Path>) -> Result<File, SysfsError> {
         let rel = rel.as_ref();
         let flags = libc::O_RDONLY | libc::O_NONBLOCK;
-        let (file, abs) = match (!self.is_system_root())
+        // Errors name the path asked for, whichever branch runs (openat2, or the walk, which
+        // may resolve elsewhere): which one runs can change from one call to the next (EAGAIN).
+        let file = match (!self.is_system_root())
             .then(|| self.open_in_root(rel, flags))
             .flatten()
         {
-            Some(Ok(fd)) => (File::from(fd), self.path(rel)),
+            Some(Ok(fd)) => File::from(fd),
             Some(Err(error)) => return Err(self.io_error(rel, error)),
-            // Errors name the path asked for, as the openat2 branch does, not where the walk
-            // resolved it to: which branch runs can change from one call to the next (EAGAIN).
             None => {
                 let abs = if self.is_system_root() {
                     self.path(rel)
@@ -283,18 +283,17 @@ impl Sysfs {
                     let resolved = self.resolve(rel).map_err(|e| e.about(self.path(rel)))?;
                     self.root.join(resolved)
                 };
-                let file = std::fs::OpenOptions::new()
+                std::fs::OpenOptions::new()
                     .read(true)
                     .custom_flags(flags | libc::O_CLOEXEC)
                     .open(&abs)
                     .map_err(|error| SysfsError::Io {
                         path: self.path(rel),
                         error,
-                    })?;
-                (file, self.path(rel))
+                    })?
             }
         };
-        check_regular(&file, || abs.clone())?;
+        check_regular(&file, || self.path(rel))?;
         Ok(file)
     }
 
