@@ -23,6 +23,25 @@ async fn http(addr: std::net::SocketAddr, request: &str) -> String {
     out
 }
 
+/// Serves `registry` on 127.0.0.1 (a free port) until the returned sender is used or dropped.
+async fn serve_on_loopback(
+    registry: Registry,
+) -> (
+    std::net::SocketAddr,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
+    let server = MetricsServer::bind("127.0.0.1:0".parse().unwrap(), false, registry)
+        .await
+        .unwrap();
+    let addr = server.local_addr().unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(server.run(async {
+        let _ = stop_rx.await;
+    }));
+    (addr, stop_tx, task)
+}
+
 fn split(resp: &str) -> (&str, &str) {
     resp.split_once("\r\n\r\n").expect("no header end")
 }
@@ -68,14 +87,7 @@ async fn serves_the_agents_series_and_only_on_metrics() {
     m.set_allocated("example.com/vf", 2);
     m.set_attached("example.com/vf", 1);
 
-    let server = MetricsServer::bind("127.0.0.1:0".parse().unwrap(), false, registry)
-        .await
-        .unwrap();
-    let addr = server.local_addr().unwrap();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(server.run(async {
-        let _ = stop_rx.await;
-    }));
+    let (addr, stop_tx, task) = serve_on_loopback(registry).await;
 
     let resp = http(addr, "GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n").await;
     let (head, body) = split(&resp);
@@ -194,14 +206,7 @@ async fn refuses_non_loopback_unless_allowed() {
 /// the agent's descriptors; once the idle clients go, a scrape is answered.
 #[tokio::test]
 async fn idle_connections_beyond_the_cap_wait_in_the_kernel() {
-    let server = MetricsServer::bind("127.0.0.1:0".parse().unwrap(), false, Registry::new())
-        .await
-        .unwrap();
-    let addr = server.local_addr().unwrap();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(server.run(async {
-        let _ = stop_rx.await;
-    }));
+    let (addr, stop_tx, task) = serve_on_loopback(Registry::new()).await;
     let mut idle = Vec::new();
     for _ in 0..100 {
         idle.push(TcpStream::connect(addr).await.unwrap());

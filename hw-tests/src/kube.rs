@@ -21,7 +21,8 @@ pub const CONTAINERD_SOCKET: &str = "/run/sriov-k8s/containerd/containerd.sock";
 /// The busybox image `cluster.sh up` imports.
 pub const BUSYBOX: &str = "localhost/busybox:1";
 
-fn repo() -> PathBuf {
+/// The repository root.
+pub fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 

@@ -3,12 +3,13 @@
 //! manifests applied with only site-specific values replaced (image, the emulated NIC's sysfs
 //! root, the pool config). [`Deployed`] undoes it all on drop.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+pub use crate::kube::repo;
 use crate::kube::{
     BUSYBOX, CONTAINERD_SOCKET, Cluster, HostFile, NODE, component_log, kubectl, kubectl_ok,
     node_resource, wait_for,
@@ -26,11 +27,6 @@ const HOST_STATE: [&str; 5] = [
     "/opt/cni/bin/sriov",
     "/opt/cni/bin/host-local",
 ];
-
-/// The repository root.
-pub fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
 
 /// The YAML documents of a file under the repository root.
 pub fn yaml_docs(rel: &str) -> Vec<Value> {

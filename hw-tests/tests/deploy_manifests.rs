@@ -16,16 +16,6 @@ fn yaml(name: &str) -> Value {
     serde_norway::from_str(&text).unwrap_or_else(|e| panic!("{name} is not valid YAML: {e}"))
 }
 
-fn yaml_docs(name: &str) -> Vec<Value> {
-    let text =
-        std::fs::read_to_string(deploy().join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
-    serde_norway::Deserializer::from_str(&text)
-        .map(|d| {
-            <Value as serde::Deserialize>::deserialize(d).unwrap_or_else(|e| panic!("{name}: {e}"))
-        })
-        .collect()
-}
-
 fn s<'a>(v: &'a Value, what: &str) -> &'a str {
     v.as_str()
         .unwrap_or_else(|| panic!("{what} missing or not a string"))
@@ -37,7 +27,7 @@ fn manifests_agree() {
     let pools_cm = yaml("configmap-pools.yaml");
     let table_cm = yaml("configmap-podtable.yaml");
     let nad = yaml("multus/networkattachmentdefinition.yaml");
-    let sts = yaml_docs("examples/statefulset-db.yaml")
+    let sts = hw_tests::kube_deploy::yaml_docs("deploy/examples/statefulset-db.yaml")
         .into_iter()
         .find(|d| d["kind"] == "StatefulSet")
         .expect("the example has a StatefulSet");
