@@ -3,6 +3,7 @@
 
 pub mod agent;
 pub mod cli;
+pub mod cluster;
 pub mod health;
 pub mod kubelet;
 pub mod ledger;

@@ -151,6 +151,7 @@ impl Drop for EmulatedNic {
     }
 }
 
+pub mod api_bed;
 pub mod cni_fixture;
 pub mod hwcheck;
 pub mod kube;
@@ -160,6 +161,7 @@ pub mod kubelet_bed;
 pub mod load;
 pub mod mounts;
 pub mod podresources;
+pub mod tcp_proxy;
 
 /// A network namespace made with `ip netns add`, deleted on drop (unless already gone).
 pub struct Netns {

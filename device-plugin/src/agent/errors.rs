@@ -79,6 +79,12 @@ pub enum AgentError {
     /// The pod table file is configured but has never loaded; refusing to fall back to IPAM.
     #[error("pod table invalid: {0}")]
     PodTableInvalid(String),
+    /// The table's watch has not delivered yet: falling back to IPAM could hand out another IP.
+    #[error("pod table not known yet ({0} has not answered since the agent started)")]
+    PodTableUnknown(String),
+    /// The IP's cluster-wide lease is another node's, or cannot be proven free.
+    #[error("{0}")]
+    Lease(String),
     /// An IP or VF is held by an attachment whose namespace is still alive.
     #[error(
         "{what} is held by pod {pod} (container {container}, ifname {ifname}), whose network namespace is still alive"
@@ -117,6 +123,8 @@ impl AgentError {
             | AgentError::Precondition(_)
             | AgentError::NoAllocatedDevice { .. } => Code::FailedPrecondition,
             AgentError::PodTableInvalid(_)
+            | AgentError::PodTableUnknown(_)
+            | AgentError::Lease(_)
             | AgentError::Held { .. }
             | AgentError::PodResources(_) => Code::Unavailable,
             AgentError::Hardware(_) => Code::Internal,

@@ -15,6 +15,7 @@
 pub mod errors;
 pub mod gc;
 pub mod inventory;
+pub mod leasing;
 pub mod plan;
 pub mod reclaim;
 pub mod reconcile;
@@ -43,16 +44,25 @@ impl Agent {
     /// could touch the first one's socket), loads the pool config, discovers the inventory and
     /// runs the first reconcile (after a reboot every recorded netns is gone: this frees all).
     pub async fn start(cfg: AgentConfig) -> Result<Agent, StartError> {
-        Self::start_with(cfg, None).await
+        Self::start_with(cfg, None, None).await
     }
 
     /// As [`Agent::start`]; with a `feed`, the inventory is the feed's (no sysfs scan of its
-    /// own, now or on rescans).
+    /// own, now or on rescans); with `leases`, fixed IPs are leased cluster-wide, and the leases
+    /// of every recorded attachment are re-adopted before the first reconcile.
     pub async fn start_with(
         cfg: AgentConfig,
         feed: Option<Arc<dyn InventoryFeed>>,
+        leases: Option<Arc<crate::cluster::leases::Leases>>,
     ) -> Result<Agent, StartError> {
-        let state = Arc::new(State::open_with(cfg, feed)?);
+        let mut state = State::open_with(cfg, feed)?;
+        state.leases = leases;
+        let state = Arc::new(state);
+        leasing::adopt_all(&state);
+        if let Some(l) = &state.leases {
+            // Before serving: a lease the last instance held is renewed now, or fenced at once.
+            l.renew_due().await;
+        }
         let pass = reconcile::reconcile_once(&state, true).await;
         tracing::info!(
             freed = pass.freed.len(),

@@ -5,6 +5,7 @@
 //! claims lock, no I/O) → read its original state → `ledger.plan` (one flushed transaction). A VF
 //! or IP held by an attachment whose namespace is gone is reclaimed and the Plan retried once.
 
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use sriov_hw::attach::NodeMachine;
@@ -18,6 +19,7 @@ use sriov_proto::node::{
 };
 
 use super::errors::AgentError;
+use super::leasing;
 use super::reclaim::{self, Liveness};
 use super::state::{Claim, State};
 use crate::ledger::{LedgerError, display_key};
@@ -34,7 +36,7 @@ struct Merged {
 }
 
 /// Handles a Plan request: returns the PLANNED record.
-pub async fn plan(state: &State, req: PlanRequest) -> Result<Attachment, AgentError> {
+pub async fn plan(state: &Arc<State>, req: PlanRequest) -> Result<Attachment, AgentError> {
     let key = validate(&req)?;
     let merged = merge(state, &req)?;
     if let Some(old) = state.ledger.get(&key)? {
@@ -44,6 +46,14 @@ pub async fn plan(state: &State, req: PlanRequest) -> Result<Attachment, AgentEr
         }
         .into());
     }
+    // The cluster's word first: a fixed IP another node holds is refused before any VF is chosen.
+    let leases = leasing::acquire(
+        state,
+        &req.network,
+        &merged.reserved,
+        (&req.pod_namespace, &req.pod_name),
+    )
+    .await?;
     let mut reclaimed = false;
     loop {
         let (claim, pf, vf) = match resolve(state, &req).await? {
@@ -66,6 +76,7 @@ pub async fn plan(state: &State, req: PlanRequest) -> Result<Attachment, AgentEr
         drop(claim);
         match res {
             Ok(()) => {
+                leases.keep();
                 tracing::info!(
                     attachment = %display_key(&key), pod = %reclaim::pod_of(&att),
                     vf = %att.vf_pci, ips = ?att.reserved_ips, "planned"
@@ -235,6 +246,9 @@ fn pod_table_entry(state: &State, req: &PlanRequest) -> Result<Option<PodConfig>
     };
     let mut src = src.lock().unwrap_or_else(|e| e.into_inner());
     src.refresh();
+    if src.awaiting_first() {
+        return Err(AgentError::PodTableUnknown(src.origin()));
+    }
     let st = src.status();
     if st.loads_ok == 0
         && let Some(err) = st.last_error

@@ -100,6 +100,7 @@ impl Node for NodeService {
         let key = key_of(req.into_inner())?;
         if let Some(a) = self.state.ledger.remove(&key).map_err(AgentError::from)? {
             tracing::info!(attachment = %display_key(&key), vf = %a.vf_pci, "aborted");
+            super::leasing::release(&self.state, &a).await;
         }
         Ok(Response::new(Empty {}))
     }
@@ -117,6 +118,7 @@ impl Node for NodeService {
         let key = key_of(req.into_inner())?;
         if let Some(a) = self.state.ledger.remove(&key).map_err(AgentError::from)? {
             tracing::info!(attachment = %display_key(&key), vf = %a.vf_pci, "released");
+            super::leasing::release(&self.state, &a).await;
         }
         Ok(Response::new(Empty {}))
     }

@@ -12,6 +12,7 @@ use sriov_hw::sysfs::Sysfs;
 
 use super::errors::StartError;
 use super::inventory::InventoryFeed;
+use crate::cluster::leases::Leases;
 use crate::ledger::Ledger;
 use crate::podtable::PodTableSource;
 use crate::pools::{self, Pool, PoolConfig};
@@ -28,6 +29,9 @@ pub struct AgentConfig {
     /// Pool config (reference device plugin format); required when `standalone`.
     pub pool_config: Option<PathBuf>,
     pub pod_table: Option<PathBuf>,
+    /// The pod table arrives from a watch (`configmap NS/NAME`), not a file; `run` starts the
+    /// watch and it offers contents to [`State::podtable`].
+    pub pod_table_pushed: Option<String>,
     /// No kubelet: the agent picks VFs from its pools itself.
     pub standalone: bool,
     /// Kubelet's PodResources socket: without a deviceID (and not standalone), which devices of
@@ -46,6 +50,7 @@ impl AgentConfig {
             proc_root: PathBuf::from("/proc"),
             pool_config: None,
             pod_table: None,
+            pod_table_pushed: None,
             standalone: false,
             pod_resources_socket: None,
             reconcile_interval: Duration::from_secs(10),
@@ -102,12 +107,14 @@ pub struct State {
     feed: Option<Arc<dyn InventoryFeed>>,
     pool_config: RwLock<Arc<PoolConfig>>,
     snapshot: RwLock<Arc<Snapshot>>,
-    pub podtable: Option<Mutex<PodTableSource>>,
+    pub podtable: Option<Arc<Mutex<PodTableSource>>>,
     /// VFs chosen by a Plan that has not written the ledger yet (so two Plans never pick one VF
     /// while the first is still reading the VF's original state).
     pub claims: Mutex<HashSet<PciAddr>>,
     /// Serializes VF choice + claim across Plans (short: no I/O inside).
     pub plan_lock: tokio::sync::Mutex<()>,
+    /// The cluster-wide IP leases, when an API server is configured and leases are on.
+    pub leases: Option<Arc<Leases>>,
 }
 
 impl State {
@@ -142,11 +149,15 @@ impl State {
         };
         let snapshot = Snapshot::build(&pool_config, inventory);
         log_pools(&snapshot);
-        let podtable = cfg.pod_table.as_ref().map(|p| {
-            let mut src = PodTableSource::new(p);
-            src.refresh();
-            Mutex::new(src)
-        });
+        let podtable = match (&cfg.pod_table, &cfg.pod_table_pushed) {
+            (Some(p), _) => {
+                let mut src = PodTableSource::new(p);
+                src.refresh();
+                Some(Arc::new(Mutex::new(src)))
+            }
+            (None, Some(what)) => Some(Arc::new(Mutex::new(PodTableSource::pushed(what)))),
+            (None, None) => None,
+        };
         Ok(State {
             ledger,
             sysfs,
@@ -156,6 +167,7 @@ impl State {
             podtable,
             claims: Mutex::new(HashSet::new()),
             plan_lock: tokio::sync::Mutex::new(()),
+            leases: None,
             cfg,
         })
     }

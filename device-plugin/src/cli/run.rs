@@ -12,6 +12,7 @@ use anyhow::Context;
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::agent::{Agent, AgentConfig, InventoryFeed, StartError, State};
+use crate::cluster::leases::{LeaseTiming, Leases};
 use crate::health::{InventoryWatcher, NetlinkLinks, WatcherOptions};
 use crate::kubelet::{DevicePluginManager, ManagerConfig};
 use crate::metrics::{AgentMetrics, Registry};
@@ -36,8 +37,29 @@ pub struct Args {
     #[arg(long)]
     config: Option<PathBuf>,
     /// Pod table file (fixed IPs, VLAN, rates per pod), usually mounted from a ConfigMap.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "pod_table_configmap")]
     pod_table: Option<PathBuf>,
+    /// Pod table from this ConfigMap (`NAMESPACE/NAME`, key `podtable.json`), watched through the
+    /// API server: an edit is in force within a second.
+    #[arg(long, value_name = "NAMESPACE/NAME")]
+    pod_table_configmap: Option<String>,
+    /// Kubeconfig for the API server. Without it, the in-cluster config is used when the pod's
+    /// service-account token exists; with neither, the agent runs without the API server.
+    #[arg(long)]
+    kubeconfig: Option<PathBuf>,
+    /// This node's name (lease holder, Event reporter). Default: $NODE_NAME, then the hostname.
+    #[arg(long, env = "NODE_NAME")]
+    node_name: Option<String>,
+    /// Where the IP leases live (`coordination.k8s.io/v1` Leases `sriov-ip-<network>-<ip>`).
+    #[arg(long, default_value = "kube-system")]
+    lease_namespace: String,
+    /// Lease duration in seconds; renewals every third, the fence at two thirds (README).
+    #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u64).range(3..=3600))]
+    lease_duration: u64,
+    /// With an API server, hold every fixed IP by a Lease (on by default; off only to measure
+    /// or for a cluster where uniqueness is kept by other means).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    ip_leases: bool,
     /// No kubelet: the agent picks a free VF of the netconf's `resourceName` pool itself.
     #[arg(long)]
     standalone: bool,
@@ -79,6 +101,10 @@ impl From<&Args> for AgentConfig {
             proc_root: a.proc_root.clone(),
             pool_config: a.config.clone(),
             pod_table: a.pod_table.clone(),
+            pod_table_pushed: a
+                .pod_table_configmap
+                .as_ref()
+                .map(|cm| format!("configmap {cm}")),
             standalone: a.standalone,
             pod_resources_socket: (!a.standalone).then(|| a.pod_resources_socket.clone()),
             reconcile_interval: Duration::from_secs(a.reconcile_interval),
@@ -116,6 +142,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
         let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
         let mut hup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
+        let node = crate::cluster::node_name(args.node_name.as_deref());
+        let api = api_client(&args).await?;
         let registry = Registry::new();
         let metrics = AgentMetrics::new(&registry).context("metrics")?;
         let pools = match &args.config {
@@ -140,8 +168,44 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .context("inventory watcher")?;
         let watcher = Arc::new(watcher);
         let feed: Arc<dyn InventoryFeed> = watcher.clone();
-        let agent = Agent::start_with((&args).into(), Some(feed)).await?;
+        let events = api.as_ref().map(|c| crate::cluster::Events::new(c.clone(), &node));
+        let leases = match &api {
+            Some(client) if args.ip_leases => {
+                let timing = LeaseTiming::from_duration(Duration::from_secs(args.lease_duration));
+                timing.check().map_err(anyhow::Error::msg)?;
+                tracing::info!(namespace = %args.lease_namespace, node = %node, ?timing, "fixed IPs are leased cluster-wide");
+                Some(Arc::new(Leases::new(
+                    client.clone(),
+                    &args.lease_namespace,
+                    &node,
+                    timing,
+                    events.clone(),
+                )))
+            }
+            _ => None,
+        };
+        let agent = Agent::start_with((&args).into(), Some(feed), leases.clone()).await?;
         let state = Arc::clone(agent.state());
+        let renewer = leases.map(|l| {
+            let fencer = Arc::new(crate::agent::leasing::LedgerFencer {
+                state: Arc::clone(&state),
+            });
+            tokio::spawn(l.run(fencer))
+        });
+        let table_watch = match (&args.pod_table_configmap, &api, &state.podtable) {
+            (Some(cm), Some(client), Some(src)) => {
+                let cm = crate::cluster::ObjectName::parse("--pod-table-configmap", cm)?;
+                tracing::info!(configmap = %cm, node = %node, "watching the pod table through the API server");
+                Some(tokio::spawn(crate::cluster::podtable::watch(
+                    client.clone(),
+                    cm,
+                    Arc::clone(src),
+                    events.clone(),
+                    None,
+                )))
+            }
+            _ => None,
+        };
         metrics.follow(&watcher);
         let manager = (!args.standalone).then(|| {
             DevicePluginManager::start(
@@ -195,6 +259,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let res = agent.serve(shutdown).await;
         let _ = stop_tx.send(true);
         reload.abort();
+        if let Some(t) = table_watch {
+            t.abort();
+        }
+        if let Some(t) = renewer {
+            t.abort();
+        }
         gauges.abort();
         if let Some(m) = manager {
             m.shutdown().await;
@@ -204,6 +274,21 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
         res.map_err(anyhow::Error::from)
     })
+}
+
+/// The API client, when one is configured (`--kubeconfig`, or in a pod its service account).
+/// `--pod-table-configmap` without one is a start-up error. Building a client does not connect.
+async fn api_client(args: &Args) -> anyhow::Result<Option<kube::Client>> {
+    if let Some(cm) = &args.pod_table_configmap {
+        crate::cluster::ObjectName::parse("--pod-table-configmap", cm)?;
+    }
+    match crate::cluster::connect(args.kubeconfig.as_deref()).await {
+        Ok(c) => Ok(Some(c)),
+        Err(crate::cluster::ClusterError::NotConfigured) if args.pod_table_configmap.is_none() => {
+            Ok(None)
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// SIGHUP: the node API's pools and the kubelet's inventory take the new config together; an

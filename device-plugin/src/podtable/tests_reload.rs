@@ -37,7 +37,7 @@ fn good_then_bad_then_good() {
     assert_eq!(src.refresh(), RefreshOutcome::Unchanged);
 
     write_in_place(&path, BAD);
-    let RefreshOutcome::Rejected { error } = src.refresh() else {
+    let RefreshOutcome::Rejected { error, .. } = src.refresh() else {
         panic!("bad table not rejected")
     };
     assert!(

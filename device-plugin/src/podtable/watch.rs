@@ -1,6 +1,11 @@
-//! Reloading the pod table file: cheap enough to call on every CNI ADD, and never losing the
-//! last good table to a bad edit or a vanished file.
+//! Reloading the pod table: cheap enough to call on every CNI ADD, and never losing the last
+//! good table to a bad edit or a vanished file or ConfigMap.
 //!
+//! Two origins feed one [`PodTableSource`]: a file it re-reads itself ([`PodTableSource::new`]),
+//! or contents pushed to it by a watch on the API server ([`PodTableSource::pushed`],
+//! [`PodTableSource::offer`]). Validation, the last-good rule and the counters are the same.
+//!
+//! For the file:
 //! A ConfigMap volume updates by writing a new timestamped directory and swapping the `..data`
 //! symlink; the file the agent is pointed at (`<mount>/<key>`) is a symlink through `..data`.
 //! So the file is `stat`ed through its symlinks and identified by (device, inode, size, mtime,
@@ -31,7 +36,11 @@ pub enum RefreshOutcome {
     /// New content was valid and is now in force.
     Loaded { networks: usize, entries: usize },
     /// New content could not be read or was invalid; the last good table stays in force.
-    Rejected { error: String },
+    /// `problems` lists each problem on its own (one entry for a read or JSON error).
+    Rejected {
+        error: String,
+        problems: Vec<String>,
+    },
     /// The file does not exist (or is a dangling symlink). Before any good load the table is
     /// empty; after one, the last good table stays (`kept_last_good`).
     Missing { kept_last_good: bool },
@@ -40,8 +49,9 @@ pub enum RefreshOutcome {
 /// The reloader's state for metrics and `status`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SourceStatus {
-    pub path: PathBuf,
-    /// Whether the file existed at the last refresh.
+    /// The file's path, or `configmap NAMESPACE/NAME`.
+    pub origin: String,
+    /// Whether the file (or ConfigMap, or its key) existed at the last refresh.
     pub present: bool,
     /// Valid contents loaded since start.
     pub loads_ok: u64,
@@ -89,12 +99,24 @@ impl Stamp {
     }
 }
 
-/// The pod table file and the last good table read from it. The agent owns one (behind a
-/// mutex), calls [`refresh`](Self::refresh) before each lookup or on a timer, and hands out
-/// [`table`](Self::table) snapshots.
+/// Where a source's contents come from.
+#[derive(Debug, Clone)]
+enum Origin {
+    /// A file, re-read by [`PodTableSource::refresh`] when its stamp changes.
+    File(PathBuf),
+    /// Pushed by [`PodTableSource::offer`]; the string names it (`configmap NS/NAME`).
+    Pushed(String),
+}
+
+/// The pod table's origin and the last good table read from it. The agent owns one (behind a
+/// mutex), calls [`refresh`](Self::refresh) before each lookup or on a timer (a pushed source
+/// ignores it), and hands out [`table`](Self::table) snapshots.
 #[derive(Debug)]
 pub struct PodTableSource {
-    path: PathBuf,
+    origin: Origin,
+    /// A pushed source that has not been offered anything yet: lookups must not fall back to
+    /// IPAM while the table is simply not known.
+    awaiting_first: bool,
     current: Arc<PodTable>,
     /// The stamp of the last read, if it can be trusted to detect the next change.
     stamp: Option<Stamp>,
@@ -114,8 +136,21 @@ impl PodTableSource {
     /// A source for `path` holding the empty table; nothing is read until the first
     /// [`refresh`](Self::refresh).
     pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self::with_origin(Origin::File(path.into()))
+    }
+
+    /// A source whose contents arrive through [`offer`](Self::offer) (`what` names the origin in
+    /// logs and `status`). Until the first offer, [`awaiting_first`](Self::awaiting_first).
+    pub fn pushed(what: impl Into<String>) -> Self {
+        let mut src = Self::with_origin(Origin::Pushed(what.into()));
+        src.awaiting_first = true;
+        src
+    }
+
+    fn with_origin(origin: Origin) -> Self {
         PodTableSource {
-            path: path.into(),
+            origin,
+            awaiting_first: false,
             current: Arc::new(PodTable::empty()),
             stamp: None,
             content_hash: None,
@@ -129,8 +164,40 @@ impl PodTableSource {
         }
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// The file, for a file source.
+    pub fn path(&self) -> Option<&Path> {
+        match &self.origin {
+            Origin::File(p) => Some(p),
+            Origin::Pushed(_) => None,
+        }
+    }
+
+    /// What the table is read from, for logs and `status`.
+    pub fn origin(&self) -> String {
+        match &self.origin {
+            Origin::File(p) => p.display().to_string(),
+            Origin::Pushed(what) => what.clone(),
+        }
+    }
+
+    /// A pushed source that has not yet heard whether its origin exists.
+    pub fn awaiting_first(&self) -> bool {
+        self.awaiting_first
+    }
+
+    /// New contents from a pushed origin (`None`: the ConfigMap or its key is gone). The same
+    /// rules as a file: identical contents are not a new load, an invalid table keeps the last
+    /// good one, and a vanished origin keeps it too.
+    pub fn offer(&mut self, contents: Option<&[u8]>) -> RefreshOutcome {
+        self.awaiting_first = false;
+        match contents {
+            None => self.missing(),
+            Some(bytes) => {
+                self.present = true;
+                self.missing_logged = false;
+                self.load(bytes)
+            }
+        }
     }
 
     /// The table in force: the last good one, or the empty table if none was ever loaded.
@@ -141,7 +208,11 @@ impl PodTableSource {
     /// Re-reads the file if it changed since the last call (one `stat` otherwise). Never
     /// replaces the table in force with anything but a valid table.
     pub fn refresh(&mut self) -> RefreshOutcome {
-        let meta = match std::fs::metadata(&self.path) {
+        let Origin::File(path) = &self.origin else {
+            return RefreshOutcome::Unchanged;
+        };
+        let path = path.clone();
+        let meta = match std::fs::metadata(&path) {
             Ok(m) => m,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return self.missing(),
             Err(source) => return self.io_error(source),
@@ -152,12 +223,17 @@ impl PodTableSource {
         if self.stamp == Some(stamp) {
             return RefreshOutcome::Unchanged;
         }
-        let bytes = match std::fs::read(&self.path) {
+        let bytes = match std::fs::read(&path) {
             Ok(b) => b,
             Err(source) => return self.io_error(source),
         };
         // Stamped before the read, so a write racing the read changes the next stamp.
         self.stamp = (!stamp.is_racy()).then_some(stamp);
+        self.load(&bytes)
+    }
+
+    /// Validates `bytes` and puts them in force if they are new and valid.
+    fn load(&mut self, bytes: &[u8]) -> RefreshOutcome {
         let hash = {
             let mut h = DefaultHasher::new();
             bytes.hash(&mut h);
@@ -170,7 +246,7 @@ impl PodTableSource {
             return RefreshOutcome::Unchanged;
         }
         self.content_hash = Some(hash);
-        match PodTable::parse(&bytes) {
+        match PodTable::parse(bytes) {
             Ok(table) => {
                 let (networks, entries) = (table.networks(), table.entries());
                 self.current = Arc::new(table);
@@ -178,13 +254,17 @@ impl PodTableSource {
                 self.content_error = None;
                 self.last_error = None;
                 self.loaded_at = Some(SystemTime::now());
-                tracing::info!(path = %self.path.display(), networks, entries, "pod table loaded");
+                tracing::info!(origin = %self.origin(), networks, entries, "pod table loaded");
                 RefreshOutcome::Loaded { networks, entries }
             }
             Err(e) => {
                 let error = e.to_string();
+                let problems = match e.problems() {
+                    [] => vec![error.clone()],
+                    p => p.iter().map(ToString::to_string).collect(),
+                };
                 self.content_error = Some(error.clone());
-                self.reject(error)
+                self.reject(error, problems)
             }
         }
     }
@@ -195,26 +275,26 @@ impl PodTableSource {
         self.present = true;
         self.stamp = None;
         let error = PodTableError::Read {
-            path: self.path.clone(),
+            path: self.path().map(Path::to_path_buf).unwrap_or_default(),
             source,
         }
         .to_string();
         if self.last_error.as_deref() == Some(error.as_str()) {
             return RefreshOutcome::Unchanged;
         }
-        self.reject(error)
+        self.reject(error.clone(), vec![error])
     }
 
-    fn reject(&mut self, error: String) -> RefreshOutcome {
+    fn reject(&mut self, error: String, problems: Vec<String>) -> RefreshOutcome {
         self.loads_failed += 1;
         tracing::error!(
-            path = %self.path.display(),
+            origin = %self.origin(),
             error = %error,
             kept_entries = self.current.entries(),
             "pod table rejected; the last good table stays in force"
         );
         self.last_error = Some(error.clone());
-        RefreshOutcome::Rejected { error }
+        RefreshOutcome::Rejected { error, problems }
     }
 
     fn missing(&mut self) -> RefreshOutcome {
@@ -227,9 +307,9 @@ impl PodTableSource {
         }
         self.missing_logged = true;
         if kept_last_good {
-            tracing::warn!(path = %self.path.display(), "pod table file disappeared; keeping the last good table");
+            tracing::warn!(origin = %self.origin(), "pod table disappeared; keeping the last good table");
         } else {
-            tracing::info!(path = %self.path.display(), "no pod table file; using the empty table");
+            tracing::info!(origin = %self.origin(), "no pod table; using the empty table");
         }
         RefreshOutcome::Missing { kept_last_good }
     }
@@ -237,7 +317,7 @@ impl PodTableSource {
     /// Counters and the last error, for metrics and `status`.
     pub fn status(&self) -> SourceStatus {
         SourceStatus {
-            path: self.path.clone(),
+            origin: self.origin(),
             present: self.present,
             loads_ok: self.loads_ok,
             loads_failed: self.loads_failed,

@@ -90,6 +90,26 @@ impl Netlink {
             .collect())
     }
 
+    /// Removes `addr` (address and prefix) from `link`; `Ok(false)` when it was not there. The
+    /// agent's fencing takes one fixed IP off a pod's VF this way and leaves the rest alone.
+    pub async fn del_address(&self, link: &str, addr: IpCidr) -> Result<bool, NetlinkError> {
+        let op = "delete address";
+        let index = self.require_link(op, link).await?.index;
+        let r = self
+            .ack(
+                op,
+                &format!("{addr} on {link}"),
+                RouteNetlinkMessage::DelAddress(address_message(index, addr)),
+                0,
+            )
+            .await;
+        match r {
+            Ok(()) => Ok(true),
+            Err(e) if e.errno() == Some(libc::EADDRNOTAVAIL) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Removes every address from `link` (like `ip addr flush dev LINK`). Keeps going after a
     /// failed deletion and returns the first error once all were tried.
     pub async fn flush_addresses(&self, link: &str) -> Result<(), NetlinkError> {
