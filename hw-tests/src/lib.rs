@@ -104,6 +104,21 @@ pub fn link_names() -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// The kernel's view of a VF's eswitch port: its bridge (the VLAN group) and the tbf rate on
+/// its shaper, if any.
+pub fn eswitch_port(pf: &str, vf: u64) -> (String, Option<u64>) {
+    let link = ip_json(&["-d", "link", "show", "dev", &format!("{pf}r{vf}")]);
+    let bridge = link[0]["master"].as_str().unwrap_or("").to_string();
+    let tc = run_ok(Command::new("tc").args(["-j", "qdisc", "show", "dev", &format!("{pf}q{vf}")]));
+    let tc: serde_json::Value = serde_json::from_slice(&tc.stdout).unwrap_or_default();
+    let rate = tc.as_array().into_iter().flatten().find_map(|q| {
+        (q["kind"] == "tbf")
+            .then(|| q["options"]["rate"].as_u64())
+            .flatten()
+    });
+    (bridge, rate)
+}
+
 /// Tears down an emulated NIC with the real binary on drop, so a panicking test leaves nothing.
 pub struct EmulatedNic {
     pub pf: String,

@@ -17,7 +17,7 @@ use hw_tests::kube::{
     self, BUSYBOX, Cluster, get_json, kubectl, kubectl_ok, node_resource, pod, pod_ready, wait_for,
 };
 use hw_tests::kube_deploy::{Deployed, agent_status, busybox_container, repo, yaml_docs};
-use hw_tests::{EmulatedNic, bin, ip_json, require_root, run_ok, skip, unique_name};
+use hw_tests::{EmulatedNic, bin, eswitch_port, require_root, run_ok, skip, unique_name};
 use serde_json::{Value, json};
 
 const NS: &str = "databases";
@@ -47,21 +47,6 @@ fn pod_eth0(pod: &str) -> (String, Vec<String>) {
         }
     }
     (mac, ips)
-}
-
-/// The kernel's view of a VF's eswitch port: its bridge (the VLAN group) and the tbf rate on
-/// its shaper, if any.
-fn eswitch(pf: &str, vf: u64) -> (String, Option<u64>) {
-    let link = ip_json(&["-d", "link", "show", "dev", &format!("{pf}r{vf}")]);
-    let bridge = link[0]["master"].as_str().unwrap_or("").to_string();
-    let tc = run_ok(Command::new("tc").args(["-j", "qdisc", "show", "dev", &format!("{pf}q{vf}")]));
-    let tc: Value = serde_json::from_slice(&tc.stdout).unwrap_or(Value::Null);
-    let rate = tc.as_array().into_iter().flatten().find_map(|q| {
-        (q["kind"] == "tbf")
-            .then(|| q["options"]["rate"].as_u64())
-            .flatten()
-    });
-    (bridge, rate)
 }
 
 fn pool_config(a: &str, b: &str) -> String {
@@ -136,7 +121,7 @@ fn check_db_pod(name: &str) -> (String, String) {
     let a = attachment_of(&agent_status(), name).expect("committed attachment");
     let pf = a["pf"].as_str().expect("pf");
     let vf = a["vf_index"].as_u64().expect("vf index");
-    let (bridge, rate) = eswitch(pf, vf);
+    let (bridge, rate) = eswitch_port(pf, vf);
     let vlan = want["vlan"].as_u64().expect("vlan");
     assert_eq!(
         bridge,

@@ -14,7 +14,7 @@ use hw_tests::api_bed::{
     ApiNode, NAMESPACE, Wire, event_notes, lease, lease_holder, put_pod_table,
 };
 use hw_tests::kube::{Cluster, unavailable};
-use hw_tests::{Netns, bin, require_root, run_ok, skip, unique_name};
+use hw_tests::{Netns, bin, eswitch_port, require_root, run_ok, skip, unique_name};
 use serde_json::{Value, json};
 
 /// Short leases so the partition plays out in seconds: renew every 3 s, fence at 6 s.
@@ -150,6 +150,63 @@ fn configmap_edits_are_in_force_within_a_second() {
             .iter()
             .any(|n| n.contains("10.78.1.300") && n.contains("db-0")),
         "{notes:?}"
+    );
+    // Live re-apply: a running pod's VLAN and rate follow an edit, read back from the eswitch.
+    let shaped = |vlan: u16, rate: u32| {
+        json!({"networks": {&net: {"pods": {"default/db-0": {
+            "ips": ["10.78.1.11/24"], "vlan": vlan, "max_tx_rate": rate}}}}})
+    };
+    put_pod_table(&cm, &shaped(100, 100));
+    until("the fixed table", Duration::from_secs(5), || {
+        node.table_error().is_none().then_some(())
+    });
+    let add = node.call("ADD", "c4", &ns.path(), "db-0", &net);
+    assert!(add.ok, "ADD with VLAN and rate: {:?}", add.json);
+    let att = node.agent.status()["attachments"][0].clone();
+    let (pf, vf) = (
+        att["pf"].as_str().unwrap_or_default().to_string(),
+        att["vf_index"].as_u64().unwrap_or_default(),
+    );
+    let mbit = |m: u64| Some(m * 1_000_000 / 8);
+    assert_eq!(eswitch_port(&pf, vf), (format!("{pf}b064"), mbit(100)));
+    put_pod_table(&cm, &shaped(200, 50));
+    let edited = Instant::now();
+    until(
+        "VLAN 200 and 50 Mbit/s on the running VF",
+        Duration::from_secs(5),
+        || (eswitch_port(&pf, vf) == (format!("{pf}b0c8"), mbit(50))).then_some(()),
+    );
+    let took = edited.elapsed();
+    eprintln!(
+        "live re-apply on the VF {} ms after kubectl returned",
+        took.as_millis()
+    );
+    assert!(took < Duration::from_secs(1), "re-apply took {took:?}");
+    assert_eq!(addrs(&ns), ["10.78.1.11"], "the pod keeps its address");
+    // An IP change is not applied under a running pod: status and an Event say a restart is needed.
+    put_pod_table(
+        &cm,
+        &json!({"networks": {&net: {"pods": {"default/db-0": {
+            "ips": ["10.78.1.12/24"], "vlan": 200, "max_tx_rate": 50}}}}}),
+    );
+    let why = until("restart needed in status", Duration::from_secs(5), || {
+        node.agent.status()["attachments"][0]["restart_needed"]
+            .as_str()
+            .map(str::to_string)
+    });
+    assert!(why.contains("10.78.1.12"), "{why}");
+    assert_eq!(addrs(&ns), ["10.78.1.11"]);
+    let notes = until("the restart Event", Duration::from_secs(10), || {
+        let n = event_notes("default", "db-0", "PodTableChangeNeedsRestart");
+        (!n.is_empty()).then_some(n)
+    });
+    assert!(notes.iter().any(|n| n.contains("10.78.1.12")), "{notes:?}");
+    // DEL restores the VF's original state, not the intermediate one.
+    assert!(node.call("DEL", "c4", &ns.path(), "db-0", &net).ok);
+    assert_eq!(
+        eswitch_port(&pf, vf),
+        (pf.clone(), None),
+        "VLAN 0 and no shaper after DEL"
     );
 }
 

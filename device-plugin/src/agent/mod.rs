@@ -17,6 +17,7 @@ pub mod gc;
 pub mod inventory;
 pub mod leasing;
 pub mod plan;
+pub mod reapply;
 pub mod reclaim;
 pub mod reconcile;
 pub mod server;
@@ -33,6 +34,14 @@ use tokio::net::UnixListener;
 pub use errors::{AgentError, StartError};
 pub use inventory::InventoryFeed;
 pub use state::{AgentConfig, State};
+
+/// What the agent gets from the API server, when one is configured.
+pub struct ClusterLink {
+    /// Events on pods.
+    pub events: crate::cluster::Events,
+    /// Cluster-wide IP leases (unless turned off).
+    pub leases: Option<Arc<crate::cluster::leases::Leases>>,
+}
 
 /// A started agent: state loaded and reconciled once, not yet serving.
 pub struct Agent {
@@ -53,10 +62,13 @@ impl Agent {
     pub async fn start_with(
         cfg: AgentConfig,
         feed: Option<Arc<dyn InventoryFeed>>,
-        leases: Option<Arc<crate::cluster::leases::Leases>>,
+        cluster: Option<ClusterLink>,
     ) -> Result<Agent, StartError> {
         let mut state = State::open_with(cfg, feed)?;
-        state.leases = leases;
+        if let Some(c) = cluster {
+            state.leases = c.leases;
+            state.events = Some(c.events);
+        }
         let state = Arc::new(state);
         leasing::adopt_all(&state);
         if let Some(l) = &state.leases {
@@ -84,6 +96,7 @@ impl Agent {
         let listener = bind(&path)?;
         tracing::info!(socket = %path.display(), standalone = self.state.cfg.standalone, "serving the node API");
         let reconciler = tokio::spawn(reconcile::run(Arc::clone(&self.state)));
+        let reapplier = tokio::spawn(reapply::run(Arc::clone(&self.state)));
         let res = tonic::transport::Server::builder()
             .add_service(NodeServer::new(server::NodeService::new(Arc::clone(
                 &self.state,
@@ -91,6 +104,7 @@ impl Agent {
             .serve_with_incoming_shutdown(sriov_proto::uds::incoming(listener), shutdown)
             .await;
         reconciler.abort();
+        reapplier.abort();
         let _ = reconciler.await;
         let _ = std::fs::remove_file(&path);
         tracing::info!(socket = %path.display(), "stopped serving");

@@ -219,8 +219,9 @@ fn merge_entry(req: &PlanRequest, entry: Option<&PodConfig>) -> Result<Merged, A
     })
 }
 
-/// The pod table's field-by-field overrides of the netconf's VF settings.
-fn override_settings(s: &mut VfSettings, e: &PodConfig) {
+/// The pod table's field-by-field overrides of the netconf's VF settings (also what a live
+/// re-apply of an edited entry computes).
+pub fn override_settings(s: &mut VfSettings, e: &PodConfig) {
     if let Some(m) = e.mac {
         s.mac = m.to_string();
     }
@@ -236,6 +237,12 @@ fn override_settings(s: &mut VfSettings, e: &PodConfig) {
     if let Some(r) = e.min_tx_rate {
         s.min_tx_rate = Some(r);
     }
+    if let Some(on) = e.spoofchk {
+        s.spoofchk = Some(on);
+    }
+    if let Some(on) = e.trust {
+        s.trust = Some(on);
+    }
 }
 
 /// The pod's entry in the pod table in force, after a cheap refresh. A configured table that has
@@ -245,7 +252,7 @@ fn pod_table_entry(state: &State, req: &PlanRequest) -> Result<Option<PodConfig>
         return Ok(None);
     };
     let mut src = src.lock().unwrap_or_else(|e| e.into_inner());
-    src.refresh();
+    state.table_refreshed(&src.refresh());
     if src.awaiting_first() {
         return Err(AgentError::PodTableUnknown(src.origin()));
     }

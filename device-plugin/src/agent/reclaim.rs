@@ -75,6 +75,17 @@ pub async fn release(
 ) -> Result<(), String> {
     let key = a.key.clone().unwrap_or_default();
     let shown = display_key(&key);
+    // Serialized with a live re-apply, and on the record as it is now (a re-apply may have
+    // changed what is set on the VF since the caller read it).
+    let _vf = state.vf_lock.lock().await;
+    let current = state
+        .ledger
+        .get(&key)
+        .map_err(|e| format!("reading {shown}: {e}"))?;
+    let Some(current) = current else {
+        return Ok(()); // released meanwhile
+    };
+    let a = &current;
     if vf_exists(state, a) {
         restore(a, pod_ns)
             .await

@@ -84,7 +84,8 @@ pub async fn run(state: Arc<State>) {
             }
         }
         if let Some(src) = &state.podtable {
-            src.lock().unwrap_or_else(|e| e.into_inner()).refresh();
+            let outcome = src.lock().unwrap_or_else(|e| e.into_inner()).refresh();
+            state.table_refreshed(&outcome);
         }
         reconcile_once(&state, false).await;
     }

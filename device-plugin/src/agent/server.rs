@@ -116,6 +116,17 @@ impl Node for NodeService {
 
     async fn release(&self, req: Request<AttachmentKey>) -> Result<Response<Empty>, Status> {
         let key = key_of(req.into_inner())?;
+        let _vf = self.state.vf_lock.lock().await;
+        if let Some(a) = self.state.ledger.get(&key).map_err(AgentError::from)?
+            && let Err(e) = super::reapply::restore_pf_side(&a).await
+        {
+            // Keep the record: the CNI retries DEL, restoring from it again.
+            return Err(AgentError::Hardware(format!(
+                "restoring VF {} after a pod table re-apply: {e}",
+                a.vf_pci
+            ))
+            .into());
+        }
         if let Some(a) = self.state.ledger.remove(&key).map_err(AgentError::from)? {
             tracing::info!(attachment = %display_key(&key), vf = %a.vf_pci, "released");
             super::leasing::release(&self.state, &a).await;

@@ -12,9 +12,11 @@ use sriov_hw::sysfs::Sysfs;
 
 use super::errors::StartError;
 use super::inventory::InventoryFeed;
+use crate::cluster::Events;
 use crate::cluster::leases::Leases;
 use crate::ledger::Ledger;
 use crate::podtable::PodTableSource;
+use crate::podtable::RefreshOutcome;
 use crate::pools::{self, Pool, PoolConfig};
 
 /// How the agent runs (the `run` flags).
@@ -115,6 +117,12 @@ pub struct State {
     pub plan_lock: tokio::sync::Mutex<()>,
     /// The cluster-wide IP leases, when an API server is configured and leases are on.
     pub leases: Option<Arc<Leases>>,
+    /// Events on pods (re-apply, leases), when an API server is configured.
+    pub events: Option<Events>,
+    /// Serializes a live re-apply of one attachment against its release (see `reapply`).
+    pub vf_lock: tokio::sync::Mutex<()>,
+    /// Signalled when a new pod table is in force (the re-apply task waits on it).
+    pub table_changed: tokio::sync::Notify,
 }
 
 impl State {
@@ -168,6 +176,9 @@ impl State {
             claims: Mutex::new(HashSet::new()),
             plan_lock: tokio::sync::Mutex::new(()),
             leases: None,
+            events: None,
+            vf_lock: tokio::sync::Mutex::new(()),
+            table_changed: tokio::sync::Notify::new(),
             cfg,
         })
     }
@@ -231,6 +242,13 @@ impl State {
         }
         *slot = Arc::clone(&next);
         next
+    }
+
+    /// Wakes the re-apply task when `outcome` put a new table in force.
+    pub fn table_refreshed(&self, outcome: &RefreshOutcome) {
+        if matches!(outcome, RefreshOutcome::Loaded { .. }) {
+            self.table_changed.notify_one();
+        }
     }
 
     fn pool_config(&self) -> Arc<PoolConfig> {

@@ -32,7 +32,7 @@ pub enum Cmd {
     /// Print what discovery sees: PFs, VFs, netdevs, drivers, NUMA (and pools with --config).
     Inventory(inventory::Args),
     /// Run the node agent: the node API for the CNI, the ledger, the pod table, the reconciler.
-    Run(run::Args),
+    Run(Box<run::Args>),
     /// Show what the running agent holds: attachments and free VFs per pool.
     Status(status::Args),
     /// Print every VF's configuration as its PF reports it (JSON).
@@ -44,7 +44,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<()> {
     match cli.cmd {
         Cmd::Emulate { action } => emulate::run(action),
         Cmd::Inventory(args) => inventory::run(args),
-        Cmd::Run(args) => run::run(args),
+        Cmd::Run(args) => run::run(*args),
         Cmd::Status(args) => status::run(args),
         Cmd::Vfs(args) => vfs::run(args),
     }

@@ -184,7 +184,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             }
             _ => None,
         };
-        let agent = Agent::start_with((&args).into(), Some(feed), leases.clone()).await?;
+        let link = events.clone().map(|events| crate::agent::ClusterLink {
+            events,
+            leases: leases.clone(),
+        });
+        let agent = Agent::start_with((&args).into(), Some(feed), link).await?;
         let state = Arc::clone(agent.state());
         let renewer = leases.map(|l| {
             let fencer = Arc::new(crate::agent::leasing::LedgerFencer {
@@ -201,7 +205,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                     cm,
                     Arc::clone(src),
                     events.clone(),
-                    None,
+                    Some(Arc::new({
+                        let state = Arc::clone(&state);
+                        move |o: &crate::podtable::RefreshOutcome| state.table_refreshed(o)
+                    })),
                 )))
             }
             _ => None,

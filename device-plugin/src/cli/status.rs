@@ -98,6 +98,7 @@ pub fn to_json(r: &StatusResponse) -> Value {
                 "vf_index": a.vf_index,
                 "ips": ips(a),
                 "state": state_name(a),
+                "restart_needed": (!a.restart_needed.is_empty()).then_some(&a.restart_needed),
             })
         })
         .collect();
@@ -135,6 +136,9 @@ fn print_table(r: &StatusResponse) {
             state_name(a),
             ips(a).join(",")
         );
+        if !a.restart_needed.is_empty() {
+            println!("  restart needed: {}", a.restart_needed);
+        }
     }
     for p in &r.pools {
         println!(

@@ -298,6 +298,35 @@ impl Ledger {
         })
     }
 
+    /// Rewrites a COMMITTED record with `edit` (a live re-apply's new settings); the VF and IP
+    /// reservations are not touched. `None` if the record is gone or not committed.
+    pub fn update(
+        &self,
+        key: &AttachmentKey,
+        edit: impl Fn(&mut Attachment),
+    ) -> Result<Option<Attachment>, LedgerError> {
+        let k = att_key(key);
+        let shown = display_key(key);
+        self.with(|t| {
+            let res = t.att.transaction(|att| {
+                let Some(old) = att.get(&k)? else {
+                    return Ok(None);
+                };
+                let mut rec = match Attachment::decode(&old[..]) {
+                    Ok(r) => r,
+                    Err(e) => return abort(Abort::Corrupt(shown.clone(), e)),
+                };
+                if rec.state() != State::Committed {
+                    return Ok(None);
+                }
+                edit(&mut rec);
+                att.insert(&k[..], rec.encode_to_vec())?;
+                Ok(Some(rec))
+            });
+            finish(t, res, "")
+        })
+    }
+
     /// Removes an attachment and frees its VF and IPs; `None` if it was not there (idempotent,
     /// for DEL repeated by the runtime).
     pub fn remove(&self, key: &AttachmentKey) -> Result<Option<Attachment>, LedgerError> {

@@ -22,6 +22,8 @@ pub(super) struct Fields {
     pub(super) vlan_qos: Option<u8>,
     pub(super) max_tx_rate: Option<u32>,
     pub(super) min_tx_rate: Option<u32>,
+    pub(super) spoofchk: Option<bool>,
+    pub(super) trust: Option<bool>,
 }
 
 /// Decodes and range-checks one entry or the defaults (`null` = nothing given).
@@ -182,6 +184,8 @@ pub(super) fn decode(value: Value, msgs: &mut Vec<String>) -> Fields {
         vlan_qos,
         max_tx_rate,
         min_tx_rate,
+        spoofchk: raw.spoofchk,
+        trust: raw.trust,
     }
 }
 

@@ -16,7 +16,8 @@
 //! An entry or the defaults may hold `ips` (CIDRs: the host address and its prefix, v4 and v6),
 //! `gateway` (an IP or a list, at most one per family), `routes` (`[{"dst": CIDR, "gw": IP?}]`),
 //! `dns` (`{"nameservers", "domain", "search", "options"}`), `mac`, `vlan` (0..=4094), `vlanQoS`
-//! (0..=7), `max_tx_rate` and `min_tx_rate` (Mbit/s, 0..=[`MAX_RATE_MBPS`]). `null` is the same as
+//! (0..=7), `max_tx_rate` and `min_tx_rate` (Mbit/s, 0..=[`MAX_RATE_MBPS`]), `spoofchk` and
+//! `trust` (booleans, over the netconf's `"on"`/`"off"`). `null` is the same as
 //! leaving a key out. An empty `networks` object is a valid, empty table.
 //!
 //! # Merge rule

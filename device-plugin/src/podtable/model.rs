@@ -61,6 +61,12 @@ pub struct PodConfig {
     /// Mbit/s; 0 means no guarantee. At most `max_tx_rate` when that is non-zero.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub min_tx_rate: Option<u32>,
+    /// The VF's spoof check (the PF drops frames from any other source MAC).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spoofchk: Option<bool>,
+    /// Whether the VF may change its own MAC and use promiscuous modes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trust: Option<bool>,
 }
 
 #[cfg(test)]

@@ -41,11 +41,13 @@ pub(super) struct RawEntry {
     pub vlan_qos: Option<i64>,
     pub max_tx_rate: Option<i64>,
     pub min_tx_rate: Option<i64>,
+    pub spoofchk: Option<bool>,
+    pub trust: Option<bool>,
 }
 
 /// The keys an entry or the defaults may hold.
 pub(super) const ENTRY_KEYS: &str =
-    "ips, gateway, routes, dns, mac, vlan, vlanQoS, max_tx_rate, min_tx_rate";
+    "ips, gateway, routes, dns, mac, vlan, vlanQoS, max_tx_rate, min_tx_rate, spoofchk, trust";
 
 impl RawEntry {
     /// Decodes key by key (rather than with a derived, deny-unknown-fields `Deserialize`) so each
@@ -83,6 +85,8 @@ impl RawEntry {
                 "vlanQoS" => e.vlan_qos = get(&key, v, problems),
                 "max_tx_rate" => e.max_tx_rate = get(&key, v, problems),
                 "min_tx_rate" => e.min_tx_rate = get(&key, v, problems),
+                "spoofchk" => e.spoofchk = get(&key, v, problems),
+                "trust" => e.trust = get(&key, v, problems),
                 _ => problems.push(format!(
                     "unknown key {key:?} (expected one of {ENTRY_KEYS})"
                 )),

@@ -202,6 +202,8 @@ fn merge(entry: Fields, defaults: &Fields, msgs: &mut Vec<String>) -> PodConfig 
         vlan_qos,
         max_tx_rate,
         min_tx_rate,
+        spoofchk: entry.spoofchk.or(d.spoofchk),
+        trust: entry.trust.or(d.trust),
         ips,
     }
 }
