@@ -100,11 +100,20 @@ impl Neighbour {
     }
 }
 
-fn ip_json_works() -> bool {
-    Command::new("ip")
+/// What the test cannot run without besides root, if anything.
+fn missing_tool() -> Option<&'static str> {
+    let ip_json = Command::new("ip")
         .args(["-j", "neigh", "show"])
         .output()
-        .is_ok_and(|o| o.status.success() && o.stdout.starts_with(b"["))
+        .is_ok_and(|o| o.status.success() && o.stdout.starts_with(b"["));
+    if !ip_json {
+        return Some("needs iproute2 with JSON output (`ip -j`)");
+    }
+    let sysctl = Command::new("sysctl")
+        .args(["-n", "kernel.ostype"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    (!sysctl).then_some("needs `sysctl` (procps)")
 }
 
 #[test]
@@ -113,8 +122,8 @@ fn add_tells_the_vlans_neighbours_the_new_mac_of_a_dual_stack_fixed_ip() {
     if !require_root(test) {
         return;
     }
-    if !ip_json_works() {
-        skip(test, "needs iproute2 with JSON output (`ip -j`)");
+    if let Some(why) = missing_tool() {
+        skip(test, why);
         return;
     }
     let bed = Bed::new(2, &pod_table());
