@@ -21,7 +21,7 @@ pub(super) struct PacketSocket {
 
 impl Drop for PacketSocket {
     /// Closing a packet socket waits for an RCU grace period (`packet_release` calls
-    /// `synchronize_net`; 8-20 ms measured on this kernel), so a short-lived helper thread does
+    /// `synchronize_net`; 10-25 ms measured on the test VM), so a short-lived helper thread does
     /// the close and the caller, often a runtime thread, does not stall. (A process that exits
     /// right after still waits for it: the kernel closes what is open before the exit is
     /// reported.) If no thread can be spawned, the close happens here.
