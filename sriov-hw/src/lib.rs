@@ -3,6 +3,7 @@
 //! Everything that reads the machine takes its root as a parameter ([`sysfs::Sysfs`]), so the same
 //! code runs on `/sys`, on fixture trees shaped like real NICs, and on the emulated NIC's tree.
 
+pub mod announce;
 pub mod attach;
 pub mod cidr;
 pub mod discovery;

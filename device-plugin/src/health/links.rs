@@ -97,6 +97,7 @@ fn default_link(name: &str) -> LinkInfo {
         up: true,
         lower_up: true,
         oper_up: true,
+        running: true,
         kind: None,
         master: None,
         link: None,
@@ -115,6 +116,7 @@ impl ManualLinks {
             up,
             lower_up: up && carrier,
             oper_up: up && carrier,
+            running: up && carrier,
             ..default_link(name)
         };
         self.publish(name, Some(info.clone()), LinkEvent::Changed(info));
@@ -127,6 +129,7 @@ impl ManualLinks {
             up,
             lower_up: up && carrier,
             oper_up: up && carrier,
+            running: up && carrier,
             ..default_link(name)
         };
         self.inner

@@ -61,6 +61,7 @@ impl LinkOps for Links {
             up: true,
             lower_up: true,
             oper_up: true,
+            running: true,
             kind: None,
             master: None,
             link: None,

@@ -29,6 +29,11 @@ pub struct LinkInfo {
     pub lower_up: bool,
     /// RFC 2863 operational state is "up".
     pub oper_up: bool,
+    /// `IFF_RUNNING`: the kernel's link watcher has seen the link operational (RFC 2863 "up",
+    /// or "unknown" for drivers that do not report carrier) and attached its qdisc. Until then
+    /// a frame handed to the link is dropped, so senders that must not lose their first frame
+    /// (the neighbour announcements) wait for this as well as for `lower_up`.
+    pub running: bool,
     /// The link kind from IFLA_LINKINFO (`"veth"`, `"bridge"`…); `None` for physical NICs and VFs.
     pub kind: Option<String>,
     /// Index of the bridge/bond this link is enslaved to, if any.
@@ -49,6 +54,7 @@ impl LinkInfo {
             up: flags.contains(LinkFlags::Up),
             lower_up: flags.contains(LinkFlags::LowerUp),
             oper_up: false,
+            running: flags.contains(LinkFlags::Running),
             kind: None,
             master: None,
             link: None,

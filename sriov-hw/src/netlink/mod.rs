@@ -24,7 +24,7 @@ mod vf_parse;
 pub use addr::RouteInfo;
 pub use error::NetlinkError;
 pub use link::LinkInfo;
-pub use monitor::{LinkEvent, LinkEvents, link_events};
+pub use monitor::{LinkEvent, LinkEvents, link_events, link_events_in};
 pub use tc::TokenBucket;
 pub use topology::TopologyLink;
 pub use vf::op as vf_op;

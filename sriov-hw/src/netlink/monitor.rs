@@ -16,6 +16,7 @@ use netlink_sys::{AsyncSocket, SocketAddr};
 use rtnetlink::MulticastGroup;
 
 use super::{LinkInfo, NetlinkError};
+use crate::netns::NetnsHandle;
 
 /// Receive buffer asked for on the event socket: room for a burst of a few thousand link
 /// messages (a PF with 256 VFs changing state at once) before the kernel drops any.
@@ -97,4 +98,23 @@ pub fn link_events() -> Result<LinkEvents, NetlinkError> {
     }
     let conn = rt.spawn(conn);
     Ok(LinkEvents { rx, conn })
+}
+
+/// As [`link_events`], for the links of `ns`: the socket is opened on a short-lived helper thread
+/// that has entered `ns` (no runtime thread changes namespace) and is driven from the caller's
+/// runtime. Used to wait for a VF's carrier inside a pod's namespace.
+pub fn link_events_in(ns: &NetnsHandle) -> Result<LinkEvents, NetlinkError> {
+    let rt = tokio::runtime::Handle::try_current().map_err(|e| NetlinkError::Io {
+        op: "subscribe to link events in netns",
+        message: e.to_string(),
+    })?;
+    ns.run_in(|| {
+        // The socket registers with the runtime's reactor as it is created.
+        let _guard = rt.enter();
+        link_events()
+    })
+    .map_err(|e| NetlinkError::Io {
+        op: "subscribe to link events in netns",
+        message: e.to_string(),
+    })?
 }
