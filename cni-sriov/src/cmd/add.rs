@@ -3,11 +3,8 @@
 
 use std::net::IpAddr;
 
-use sriov_hw::MacAddr;
-use sriov_hw::announce::{self, Schedule};
 use sriov_hw::attach::{self, NodeMachine, PodConfig, Route as HwRoute};
 use sriov_hw::netns::NetnsHandle;
-use sriov_hw::vfctl::VfLinkState;
 use sriov_proto::convert::{link_state_name, proto_name};
 use sriov_proto::node::{Attachment, PlanRequest, VfSettings};
 
@@ -42,18 +39,15 @@ async fn add_async(req: &Request, conf: &NetConf, ns: &NetnsHandle) -> Result<Cn
         .map_err(|s| agent::to_cni("the agent refused the attachment", s))?
         .into_inner();
     match configure(req, conf, ns, &rec).await {
-        Ok((result, pending)) => {
+        Ok(result) => {
             let json = result.to_json("1.1.0")?;
-            let commit = agent.commit(sriov_proto::node::CommitRequest {
-                key: Some(key(req)),
-                result_json: json,
-                ipam_ips: Vec::new(),
-            });
-            // The neighbours hear of the pod's addresses while the agent records the attachment:
-            // the first round leaves as soon as the VF can transmit, the repeats overlap the
-            // commit. Never an error (logged inside). Closing the packet socket costs this
-            // process one RCU grace period before its exit is reported (see sriov_hw::announce).
-            let (_, commit) = tokio::join!(pending.announce(ns), commit);
+            let commit = agent
+                .commit(sriov_proto::node::CommitRequest {
+                    key: Some(key(req)),
+                    result_json: json,
+                    ipam_ips: Vec::new(),
+                })
+                .await;
             match commit {
                 Ok(_) => Ok(result),
                 Err(s) => {
@@ -71,29 +65,13 @@ async fn add_async(req: &Request, conf: &NetConf, ns: &NetnsHandle) -> Result<Cn
     }
 }
 
-/// The addresses to announce to the VF's neighbours once ADD has configured it (see
-/// [`sriov_hw::announce`]).
-struct PendingAnnouncement {
-    /// `None`: nothing to announce (vfio-pci VF, no MAC, link forced down, no addresses).
-    target: Option<(String, MacAddr, Vec<IpAddr>)>,
-}
-
-impl PendingAnnouncement {
-    async fn announce(&self, ns: &NetnsHandle) {
-        if let Some((ifname, mac, addrs)) = &self.target {
-            announce::announce(ns, ifname, *mac, addrs, &Schedule::CNI).await;
-        }
-    }
-}
-
 /// Everything between Plan and Commit. On error the kernel and IPAM are already rolled back.
-/// Also returns what to announce to the VF's neighbours.
 async fn configure(
     req: &Request,
     conf: &NetConf,
     ns: &NetnsHandle,
     rec: &Attachment,
-) -> Result<(CniResult, PendingAnnouncement), CniError> {
+) -> Result<CniResult, CniError> {
     let hw = rec
         .to_hw()
         .map_err(|e| CniError::new(code::INTERNAL, format!("agent record: {e}")))?;
@@ -134,19 +112,6 @@ async fn configure(
                 ));
             }
         };
-    // A vfio-pci VF has no netdev to send from; a link forced down cannot send (its carrier
-    // would never come, and waiting for it would only slow ADD down).
-    let link_down = hw.settings.link_state == Some(VfLinkState::Disable);
-    let pending = PendingAnnouncement {
-        target: match applied.mac {
-            Some(mac) if !hw.target.vfio && !link_down && !pod.addresses.is_empty() => Some((
-                applied.ifname.clone(),
-                mac,
-                pod.addresses.iter().map(|a| a.addr).collect(),
-            )),
-            _ => None,
-        },
-    };
     let iface = Interface {
         name: if hw.target.vfio {
             rec.vf_pci.clone()
@@ -168,7 +133,7 @@ async fn configure(
     {
         result.dns = d.clone();
     }
-    Ok((result, pending))
+    Ok(result)
 }
 
 /// Rolls a configured attachment back (used when Commit fails).

@@ -177,6 +177,8 @@ impl Fencer for LedgerFencer {
                 Err(e) => tracing::warn!(ip = %key, route = %dst, error = %e, "route not restored"),
             }
         }
+        // The peers may have learnt another MAC for it meanwhile (the node that held it).
+        super::neighbours::announce_in_background(&a, Some(key.ip));
         Ok(())
     }
 }

@@ -16,6 +16,7 @@ pub mod errors;
 pub mod gc;
 pub mod inventory;
 pub mod leasing;
+pub mod neighbours;
 pub mod plan;
 pub mod reapply;
 pub mod reclaim;

@@ -93,6 +93,7 @@ impl Node for NodeService {
             .commit(&key, &req.result_json)
             .map_err(AgentError::from)?;
         tracing::info!(attachment = %display_key(&key), vf = %a.vf_pci, "committed");
+        super::neighbours::announce_in_background(&a, None);
         Ok(Response::new(a))
     }
 

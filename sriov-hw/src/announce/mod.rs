@@ -48,6 +48,14 @@ impl Schedule {
         interval: Duration::from_millis(1),
         carrier_wait: Duration::from_millis(200),
     };
+    /// The agent's, after it records an attachment or puts a fenced address back: off ADD's
+    /// critical path, so it can wait longer for carrier and spread its rounds (a peer or switch
+    /// port that missed the first frame gets two more chances within half a second).
+    pub const AGENT: Schedule = Schedule {
+        rounds: 3,
+        interval: Duration::from_millis(200),
+        carrier_wait: Duration::from_secs(2),
+    };
 }
 
 /// What [`announce`] did. Failures were logged as they happened; this is for callers that count
