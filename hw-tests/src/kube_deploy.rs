@@ -65,6 +65,17 @@ pub fn site_manifests(dir: &Path, image: &str, sysfs_root: &Path, pools: &str) {
                     }
                 }
                 let agent = &mut spec["containers"][0];
+                // No kube-proxy on the test cluster: the in-cluster config reaches the API
+                // server where it listens, not through the `kubernetes` Service's ClusterIP.
+                let api = crate::api_bed::api_addr();
+                if let Some(env) = agent["env"].as_array_mut() {
+                    env.push(
+                        json!({"name": "KUBERNETES_SERVICE_HOST", "value": api.ip().to_string()}),
+                    );
+                    env.push(
+                        json!({"name": "KUBERNETES_SERVICE_PORT", "value": api.port().to_string()}),
+                    );
+                }
                 for m in agent["volumeMounts"].as_array_mut().into_iter().flatten() {
                     if m["name"] == "sys" {
                         m["mountPath"] = json!(sysfs_root);

@@ -133,12 +133,7 @@ fn manifests_agree() {
         );
     }
     let socket = flag("socket");
-    for p in [
-        socket.as_str(),
-        &flag("state-dir"),
-        &flag("config"),
-        &flag("pod-table"),
-    ] {
+    for p in [socket.as_str(), &flag("state-dir"), &flag("config")] {
         assert!(
             mount_of(agent, p).is_some(),
             "{p} is not on a mounted volume"
@@ -175,15 +170,25 @@ fn manifests_agree() {
         s(&pools_cm["data"][&pools_key], "pool config").as_bytes(),
     )
     .unwrap_or_else(|e| panic!("pool ConfigMap: {e}"));
-    let table_key = Path::new(&flag("pod-table"))
-        .file_name()
-        .unwrap()
-        .to_string_lossy()
-        .to_string();
+    // The pod table is watched through the API server: the flag names the ConfigMap, whose
+    // `podtable.json` parses.
+    assert_eq!(
+        flag("pod-table-configmap"),
+        format!(
+            "{}/{}",
+            s(&table_cm["metadata"]["namespace"], "pod table namespace"),
+            s(&table_cm["metadata"]["name"], "pod table name")
+        )
+    );
     let table = device_plugin::podtable::PodTable::parse(
-        s(&table_cm["data"][&table_key], "pod table").as_bytes(),
+        s(
+            &table_cm["data"][device_plugin::cluster::PODTABLE_KEY],
+            "pod table",
+        )
+        .as_bytes(),
     )
     .unwrap_or_else(|e| panic!("pod table ConfigMap: {e}"));
+    rbac_allows_what_the_agent_does(pod, agent, &flag("lease-namespace"), &table_cm);
 
     // NAD: its resource is a configured pool, its netconf parses, and it dials the agent's socket.
     let resource = s(
@@ -235,4 +240,68 @@ fn manifests_agree() {
             .unwrap_or_else(|| panic!("no pod table entry for {ns}/{pod}"));
         assert!(!cfg.ips.is_empty(), "{ns}/{pod} has no fixed IP");
     }
+}
+
+/// The DaemonSet runs as rbac.yaml's ServiceAccount, which may do what the agent does (watch the
+/// pod table ConfigMap, hold leases in the lease namespace, create Events) and no more than that
+/// on ConfigMaps and Leases; the node name comes from the downward API.
+fn rbac_allows_what_the_agent_does(pod: &Value, agent: &Value, lease_ns: &str, table_cm: &Value) {
+    let docs = hw_tests::kube_deploy::yaml_docs("deploy/rbac.yaml");
+    let of = |kind: &str| -> Vec<&Value> { docs.iter().filter(|d| d["kind"] == kind).collect() };
+    let sa = of("ServiceAccount")[0];
+    assert_eq!(pod["serviceAccountName"], sa["metadata"]["name"]);
+    let rules: Vec<(&Value, &Value)> = of("Role")
+        .into_iter()
+        .chain(of("ClusterRole"))
+        .flat_map(|r| {
+            r["rules"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(move |rule| (r, rule))
+        })
+        .collect();
+    let allows = |group: &str, resource: &str, verb: &str, ns: Option<&str>| {
+        rules.iter().any(|(role, rule)| {
+            let has =
+                |k: &str, v: &str| rule[k].as_array().is_some_and(|a| a.iter().any(|x| x == v));
+            has("apiGroups", group)
+                && has("resources", resource)
+                && has("verbs", verb)
+                && (role["kind"] == "ClusterRole"
+                    || ns.is_none_or(|n| role["metadata"]["namespace"] == n))
+        })
+    };
+    let cm_ns = table_cm["metadata"]["namespace"]
+        .as_str()
+        .unwrap_or_default();
+    for verb in ["get", "list", "watch"] {
+        assert!(
+            allows("", "configmaps", verb, Some(cm_ns)),
+            "configmaps {verb}"
+        );
+        assert!(allows("", "pods", verb, None), "pods {verb}");
+    }
+    for verb in ["get", "create", "update", "delete"] {
+        assert!(
+            allows("coordination.k8s.io", "leases", verb, Some(lease_ns)),
+            "leases {verb}"
+        );
+    }
+    assert!(allows("events.k8s.io", "events", "create", None));
+    assert!(
+        !rules
+            .iter()
+            .any(|(role, rule)| role["kind"] == "ClusterRole"
+                && rule["resources"]
+                    .as_array()
+                    .is_some_and(|a| a.iter().any(|r| r == "configmaps" || r == "leases"))),
+        "ConfigMaps and Leases only in their namespace"
+    );
+    let env = agent["env"].as_array().expect("agent env");
+    assert!(
+        env.iter().any(|e| e["name"] == "NODE_NAME"
+            && e["valueFrom"]["fieldRef"]["fieldPath"] == "spec.nodeName"),
+        "NODE_NAME from the downward API"
+    );
 }
