@@ -116,7 +116,11 @@ fn check_db_pod(name: &str) -> (String, String) {
     // The fixed IP is held cluster-wide by this node, for this pod.
     let addr = ip.split('/').next().unwrap_or_default();
     let l = hw_tests::api_bed::lease("db-net", addr).expect("the fixed IP's lease");
-    assert_eq!(l["spec"]["holderIdentity"], kube::NODE, "lease holder of {addr}");
+    assert_eq!(
+        l["spec"]["holderIdentity"],
+        kube::NODE,
+        "lease holder of {addr}"
+    );
     assert_eq!(
         l["metadata"]["annotations"]["sriov.example.com/pod"],
         format!("{NS}/{name}")

@@ -278,7 +278,9 @@ fn two_nodes_never_answer_for_one_ip() {
     let ip = "10.78.0.10";
     put_pod_table(
         &cm,
-        &json!({"networks": {&net: {"pods": {"default/db-0": {"ips": [format!("{ip}/24")]}}}}}),
+        &json!({"networks": {&net: {"pods": {
+            "default/db-0": {"ips": [format!("{ip}/24")]},
+            "default/db-1": {"ips": ["10.78.0.11/24"]}}}}}),
     );
     let flags = ["--lease-duration", LEASE_SECONDS];
     let a = ApiNode::start("node-a", 2, &cm, true, &flags);
@@ -378,6 +380,53 @@ fn two_nodes_never_answer_for_one_ip() {
     );
     assert_eq!(lease_holder(&net, ip).as_deref(), Some("node-b"));
     assert_eq!(addrs(&pb), [ip]);
+    let fenced_in_status = || {
+        a.agent.status()["leases"]["fenced"]
+            .as_array()
+            .is_some_and(|f| {
+                f.iter()
+                    .any(|x| x.as_str() == Some(&format!("{ip} on network {net}")))
+            })
+    };
+    assert!(fenced_in_status(), "A's status shows the fenced IP");
+
+    // Still cut off: a new fixed-IP ADD on A cannot prove the IP free (error 11, nothing moved);
+    // a pod without a fixed IP is unaffected.
+    let pa2 = Netns::new(&unique_name("pa"));
+    let r = a.call("ADD", "a3", &pa2.path(), "db-1", &net);
+    assert_eq!(r.code(), 11, "{:?}", r.json);
+    assert!(r.json.to_string().contains("cannot prove"), "{:?}", r.json);
+    assert!(!pa2.has_link("net1"));
+    let ipam_dir = tempfile::tempdir().expect("tempdir");
+    let mut conf = a.conf(&net);
+    conf["ipam"] = json!({"type": "host-local", "subnet": "10.79.0.0/24",
+                          "dataDir": ipam_dir.path()});
+    let env = |cmd: &'static str| {
+        [
+            ("CNI_COMMAND", cmd),
+            ("CNI_CONTAINERID", "a4"),
+            ("CNI_NETNS", "/placeholder"),
+            ("CNI_IFNAME", "net1"),
+            (
+                "CNI_ARGS",
+                "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=web-0",
+            ),
+            ("CNI_PATH", "/usr/lib/cni"),
+        ]
+    };
+    let pa2_path = pa2.path();
+    let with_ns = |cmd| {
+        let mut e = env(cmd);
+        e[2].1 = &pa2_path;
+        hw_tests::cni(&e, &conf)
+    };
+    let r = with_ns("ADD");
+    assert!(
+        r.ok,
+        "a pod without a fixed IP is unaffected by the partition: {:?} {}",
+        r.json, r.stderr
+    );
+    assert!(with_ns("DEL").ok);
 
     // Healed, A does not bring the address back while B holds it.
     proxy.heal();
@@ -390,6 +439,12 @@ fn two_nodes_never_answer_for_one_ip() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert_eq!(lease_holder(&net, ip).as_deref(), Some("node-b"));
+    assert!(fenced_in_status(), "still fenced while B holds the lease");
+    assert_eq!(
+        a.agent.status()["attachments"].as_array().map(Vec::len),
+        Some(1),
+        "A keeps the attachment"
+    );
     let replies = probe.replies();
     assert!(!replies.is_empty(), "the probe heard {ip} answer");
     // Never two MACs for one request, and one hand-over A → B, never back.

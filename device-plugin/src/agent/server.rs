@@ -63,11 +63,17 @@ pub fn status(state: &State) -> Result<StatusResponse, AgentError> {
         }
         None => (String::new(), 0),
     };
+    let (leased_ips, fenced_ips) = match &state.leases {
+        Some(l) => l.keys(),
+        None => (Vec::new(), Vec::new()),
+    };
     Ok(StatusResponse {
         attachments,
         pools,
         pod_table_error,
         pod_table_loads,
+        leased_ips,
+        fenced_ips,
     })
 }
 

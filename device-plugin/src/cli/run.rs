@@ -339,6 +339,10 @@ async fn publish_counts(
                 metrics.set_attached(&pool.resource, n);
             }
         }
+        if let Some(l) = &state.leases {
+            let c = l.counts();
+            metrics.set_ip_leases(c.held, c.fenced);
+        }
         if let Some(src) = &state.podtable {
             let st = src.lock().unwrap_or_else(|e| e.into_inner()).status();
             for _ in last_loads.0..st.loads_ok {

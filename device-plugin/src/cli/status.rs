@@ -114,6 +114,7 @@ pub fn to_json(r: &StatusResponse) -> Value {
             "loads": r.pod_table_loads,
             "error": (!r.pod_table_error.is_empty()).then_some(&r.pod_table_error),
         },
+        "leases": {"held": r.leased_ips, "fenced": r.fenced_ips},
     })
 }
 
@@ -151,5 +152,8 @@ fn print_table(r: &StatusResponse) {
     }
     if !r.pod_table_error.is_empty() {
         println!("pod table error: {}", r.pod_table_error);
+    }
+    for ip in &r.fenced_ips {
+        println!("fenced (lease not renewed; off its VF): {ip}");
     }
 }

@@ -306,6 +306,19 @@ impl Leases {
         }
     }
 
+    /// Every held key and the fenced ones, sorted, as `<ip> on network <name>` (for `status`).
+    pub fn keys(&self) -> (Vec<String>, Vec<String>) {
+        let held = self.lock_held();
+        let mut all: Vec<&IpKey> = held.keys().collect();
+        all.sort();
+        let fenced = all
+            .iter()
+            .filter(|k| held.get(**k).is_some_and(|h| h.fenced))
+            .map(ToString::to_string)
+            .collect();
+        (all.iter().map(ToString::to_string).collect(), fenced)
+    }
+
     /// Whether `key`'s address is fenced off its VF.
     pub fn is_fenced(&self, key: &IpKey) -> bool {
         self.lock_held().get(key).is_some_and(|h| h.fenced)

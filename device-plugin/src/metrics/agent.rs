@@ -38,6 +38,9 @@ pub struct AgentMetrics {
     pub scans: Counter,
     /// `sriov_inventory_warnings`: things the last rescan could not read.
     pub scan_warnings: Gauge,
+    /// `sriov_ip_leases{state}`: fixed IPs this node holds a lease for, `held` and `fenced`
+    /// (taken off the VF because the lease could not be renewed in time).
+    pub ip_leases: Gauge,
 }
 
 impl AgentMetrics {
@@ -91,6 +94,11 @@ impl AgentMetrics {
                 "Things the last inventory scan could not read (see the agent log).",
                 &[],
             )?,
+            ip_leases: r.gauge(
+                "sriov_ip_leases",
+                "Fixed IPs this node leases cluster-wide: held, and fenced (off the VF until the lease is renewed).",
+                &["state"],
+            )?,
         };
         for ok in [true, false] {
             m.pod_table_reloads.touch(&[result(ok)]);
@@ -118,6 +126,12 @@ impl AgentMetrics {
     /// Sets how many of `resource`'s devices kubelet has allocated.
     pub fn set_allocated(&self, resource: &str, n: usize) {
         self.allocated.set(&[resource], n as f64);
+    }
+
+    /// Sets the IP lease gauges.
+    pub fn set_ip_leases(&self, held: usize, fenced: usize) {
+        self.ip_leases.set(&["held"], held as f64);
+        self.ip_leases.set(&["fenced"], fenced as f64);
     }
 
     /// Sets how many of `resource`'s VFs are attached to pods.
