@@ -101,7 +101,9 @@ fn configmap_edits_are_in_force_within_a_second() {
     );
     let del = node.call("DEL", "c1", &ns.path(), "db-0", &net);
     assert!(del.ok, "DEL: {:?}", del.json);
-    assert!(lease(&net, "10.78.1.10").is_none(), "DEL deletes the lease");
+    until("DEL to delete the lease", Duration::from_secs(5), || {
+        lease(&net, "10.78.1.10").is_none().then_some(())
+    });
 
     // An edit with kubectl is in force within a second of kubectl returning.
     let loads = node.table_loads();
@@ -322,7 +324,9 @@ fn two_nodes_never_answer_for_one_ip() {
 
     // A's DEL releases; B then succeeds; and back to A.
     assert!(a.call("DEL", "a1", &pa.path(), "db-0", &net).ok);
-    assert!(lease(&net, ip).is_none());
+    until("the lease to be deleted", Duration::from_secs(5), || {
+        lease(&net, ip).is_none().then_some(())
+    });
     let add = b.call("ADD", "b1", &pb.path(), "db-0", &net);
     assert!(add.ok, "ADD on B after A's DEL: {:?}", add.json);
     assert_eq!(lease_holder(&net, ip).as_deref(), Some("node-b"));
@@ -531,5 +535,7 @@ fn two_nodes_never_answer_for_one_ip() {
     // Clean up through the CNI: B's DEL releases; A's DEL (fenced, not the holder) frees its VF.
     assert!(b.call("DEL", "b2", &pb.path(), "db-0", &net).ok);
     assert!(a.call("DEL", "a2", &pa.path(), "db-0", &net).ok);
-    assert!(lease(&net, ip).is_none());
+    until("the lease to be deleted", Duration::from_secs(5), || {
+        lease(&net, ip).is_none().then_some(())
+    });
 }

@@ -93,12 +93,21 @@ pub async fn acquire(
     Ok(taken)
 }
 
-/// Lets go of an attachment's leases once its record is gone (DEL, Abort, reconciler).
-pub async fn release(state: &State, a: &Attachment) {
+/// Lets go of an attachment's leases once its record is gone (DEL, Abort, reconciler): no more
+/// renewals from now, and the Lease objects deleted in the background, so DEL does not wait on
+/// the API server (a late delete is safe: until it lands, other nodes only wait longer).
+pub fn release(state: &State, a: &Attachment) {
     if let Some(l) = &state.leases {
-        for k in keys_of(&a.network, &a.reserved_ips) {
-            l.release(&k).await;
+        let keys = keys_of(&a.network, &a.reserved_ips);
+        for k in &keys {
+            l.forget(k);
         }
+        let l = Arc::clone(l);
+        tokio::spawn(async move {
+            for k in &keys {
+                l.delete_if_ours(k).await;
+            }
+        });
     }
 }
 

@@ -97,7 +97,7 @@ pub async fn release(
         .ledger
         .remove(&key)
         .map_err(|e| format!("removing {shown} from the ledger: {e}"))?;
-    super::leasing::release(state, a).await;
+    super::leasing::release(state, a);
     Ok(())
 }
 

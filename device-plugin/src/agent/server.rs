@@ -107,7 +107,7 @@ impl Node for NodeService {
         let key = key_of(req.into_inner())?;
         if let Some(a) = self.state.ledger.remove(&key).map_err(AgentError::from)? {
             tracing::info!(attachment = %display_key(&key), vf = %a.vf_pci, "aborted");
-            super::leasing::release(&self.state, &a).await;
+            super::leasing::release(&self.state, &a);
         }
         Ok(Response::new(Empty {}))
     }
@@ -136,7 +136,7 @@ impl Node for NodeService {
         }
         if let Some(a) = self.state.ledger.remove(&key).map_err(AgentError::from)? {
             tracing::info!(attachment = %display_key(&key), vf = %a.vf_pci, "released");
-            super::leasing::release(&self.state, &a).await;
+            super::leasing::release(&self.state, &a);
         }
         Ok(Response::new(Empty {}))
     }

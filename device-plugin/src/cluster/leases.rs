@@ -237,7 +237,9 @@ impl Leases {
     pub async fn acquire(&self, key: &IpKey, pod: &str) -> Result<bool, LeaseError> {
         let sent = Instant::now();
         let was_held = self.lock_held().contains_key(key);
-        self.take(key, pod).await?;
+        // A lease we do not hold is most often absent (its last holder's DEL deleted it):
+        // create first, one request; only a conflict reads what is there.
+        self.take(key, pod, !was_held).await?;
         let mut held = self.lock_held();
         let h = held.entry(key.clone()).or_insert_with(|| Held {
             pod: pod.to_string(),
@@ -256,7 +258,19 @@ impl Leases {
     /// Lets the lease of `key` go: forgotten here, and deleted on the API server if this node
     /// still holds it. An unreachable API server is logged, not an error: the lease then expires.
     pub async fn release(&self, key: &IpKey) {
+        self.forget(key);
+        self.delete_if_ours(key).await;
+    }
+
+    /// Stops renewing (and fencing) `key` at once; [`delete_if_ours`](Self::delete_if_ours)
+    /// may follow later. Safe in any order with a new [`acquire`](Self::acquire) of the same
+    /// key: the delete is conditional on the version it read, so it never deletes a renewal.
+    pub fn forget(&self, key: &IpKey) {
         self.lock_held().remove(key);
+    }
+
+    /// Deletes `key`'s lease if this node holds it (precondition: the version just read).
+    pub async fn delete_if_ours(&self, key: &IpKey) {
         let name = lease_name(key);
         let r = async {
             let lease = match self.get(&name).await? {
@@ -345,7 +359,7 @@ impl Leases {
             .collect();
         let results = join_all(due.iter().map(|(k, pod)| async move {
             let sent = Instant::now();
-            (k, pod, sent, self.take(k, pod).await)
+            (k, pod, sent, self.take(k, pod, false).await)
         }))
         .await;
         for (k, pod, sent, r) in results {
@@ -455,12 +469,23 @@ impl Leases {
 
     /// One attempt to hold `key`'s lease: create it, renew our own, or take an expired or
     /// released one. Optimistic concurrency: a conflict re-reads (three tries).
-    async fn take(&self, key: &IpKey, pod: &str) -> Result<(), LeaseError> {
+    async fn take(&self, key: &IpKey, pod: &str, create_first: bool) -> Result<(), LeaseError> {
         let name = lease_name(key);
         let unreachable = |why: String| LeaseError::Unreachable {
             key: key.clone(),
             why,
         };
+        if create_first {
+            let lease = self.fresh(&name, key, pod, Timestamp::now());
+            match timed(self.api.create(&PostParams::default(), &lease)).await {
+                Ok(_) => {
+                    tracing::info!(lease = %name, ip = %key, %pod, "lease taken (new)");
+                    return Ok(());
+                }
+                Err(e) if is_conflict(&e) => {} // it exists: read it below
+                Err(e) => return Err(unreachable(e)),
+            }
+        }
         for _ in 0..3 {
             let current = self.get(&name).await.map_err(unreachable)?;
             let now = Timestamp::now();
