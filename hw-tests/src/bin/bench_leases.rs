@@ -127,7 +127,7 @@ fn main() {
         median(&mut off_del),
     );
     println!(
-        "fixed-IP ADD / DEL medians over {n} rounds (whole `sriov` process, debug build unless SRIOV_BIN_DIR says otherwise):"
+        "fixed-IP ADD / DEL medians over {n} rounds (whole `sriov` process, binaries from SRIOV_BIN_DIR or target/debug):"
     );
     println!("  leases on : ADD {a1:.1} ms, DEL {d1:.1} ms");
     println!("  leases off: ADD {a0:.1} ms, DEL {d0:.1} ms");
