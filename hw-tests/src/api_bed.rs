@@ -14,7 +14,7 @@ use crate::{Agent, CniOutcome, EmulatedNic, cni, run_ok, unique_name};
 /// Where the tests' leases and pod table ConfigMaps live.
 pub const NAMESPACE: &str = "kube-system";
 /// The pool every [`ApiNode`] serves.
-pub const RESOURCE: &str = "test.io/emu";
+pub use crate::cni_fixture::RESOURCE;
 
 /// The API server's address, from the admin kubeconfig.
 pub fn api_addr() -> std::net::SocketAddr {
@@ -94,14 +94,7 @@ impl ApiNode {
         let dir = tempfile::tempdir().expect("tempdir");
         let root = dir.path().join("sys");
         let nic = EmulatedNic::up(&unique_name("an"), vfs, &root);
-        let pools = dir.path().join("pools.json");
-        std::fs::write(
-            &pools,
-            json!({"resourceList": [{"resourceName": "emu", "resourcePrefix": "test.io",
-                   "selectors": {"drivers": ["sriov-emu-vf"]}}]})
-            .to_string(),
-        )
-        .expect("write pools");
+        let pools = crate::cni_fixture::write_pools(dir.path());
         let proxy = via_proxy.then(|| Proxy::start(api_addr()));
         let kubeconfig = match &proxy {
             Some(p) => kubeconfig_via(dir.path(), p.addr),

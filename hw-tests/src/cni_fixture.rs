@@ -30,6 +30,19 @@ pub fn default_pod_table() -> Value {
     }}})
 }
 
+/// Writes `<dir>/pools.json`: one pool, [`RESOURCE`], of every emulated VF.
+pub fn write_pools(dir: &Path) -> PathBuf {
+    let pools = dir.join("pools.json");
+    std::fs::write(
+        &pools,
+        json!({"resourceList": [{"resourceName": "emu", "resourcePrefix": "test.io",
+               "selectors": {"drivers": ["sriov-emu-vf"]}}]})
+        .to_string(),
+    )
+    .expect("write pools");
+    pools
+}
+
 /// Everything one test needs; dropped in reverse order (agent, NIC, files).
 pub struct Bed {
     pub agent: Agent,
@@ -88,14 +101,7 @@ impl Bed {
         let root = dir.path().join("sys");
         let pf = unique_name("ce");
         let nic = EmulatedNic::up(&pf, vfs, &root);
-        let pools = dir.path().join("pools.json");
-        std::fs::write(
-            &pools,
-            json!({"resourceList": [{"resourceName": "emu", "resourcePrefix": "test.io",
-                   "selectors": {"drivers": ["sriov-emu-vf"]}}]})
-            .to_string(),
-        )
-        .expect("write pools");
+        let pools = write_pools(dir.path());
         let pod_table = dir.path().join("podtable.json");
         std::fs::write(&pod_table, table.to_string()).expect("write pod table");
         let more = prepare(dir.path());

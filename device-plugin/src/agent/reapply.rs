@@ -199,27 +199,7 @@ async fn set_on_vf(a: &Attachment, old: &VfSettings, new: &VfSettings) -> Result
     let mut done: Vec<&'static str> = Vec::new();
     let mut result = Ok(());
     for field in changed_fields(old, new) {
-        let r = match field {
-            "vlan" => vfs.set_vlan(pf, vf, new_hw.vlan.unwrap_or(orig.vlan)).await,
-            "rate" => {
-                vfs.set_rate(
-                    pf,
-                    vf,
-                    new_hw.min_tx_rate.unwrap_or(orig.min_tx_rate),
-                    new_hw.max_tx_rate.unwrap_or(orig.max_tx_rate),
-                )
-                .await
-            }
-            "spoofchk" => match new_hw.spoofchk.or(orig.spoofchk) {
-                Some(on) => vfs.set_spoofchk(pf, vf, on).await,
-                None => Ok(()),
-            },
-            _ => match new_hw.trust.or(orig.trust) {
-                Some(on) => vfs.set_trust(pf, vf, on).await,
-                None => Ok(()),
-            },
-        };
-        match r {
+        match set_field(vfs, pf, vf, field, &new_hw, orig).await {
             Ok(()) => done.push(field),
             Err(e) => {
                 result = Err(e.to_string());
@@ -229,32 +209,44 @@ async fn set_on_vf(a: &Attachment, old: &VfSettings, new: &VfSettings) -> Result
     }
     if result.is_err() {
         for field in done {
-            let r = match field {
-                "vlan" => vfs.set_vlan(pf, vf, old_hw.vlan.unwrap_or(orig.vlan)).await,
-                "rate" => {
-                    vfs.set_rate(
-                        pf,
-                        vf,
-                        old_hw.min_tx_rate.unwrap_or(orig.min_tx_rate),
-                        old_hw.max_tx_rate.unwrap_or(orig.max_tx_rate),
-                    )
-                    .await
-                }
-                "spoofchk" => match old_hw.spoofchk.or(orig.spoofchk) {
-                    Some(on) => vfs.set_spoofchk(pf, vf, on).await,
-                    None => Ok(()),
-                },
-                _ => match old_hw.trust.or(orig.trust) {
-                    Some(on) => vfs.set_trust(pf, vf, on).await,
-                    None => Ok(()),
-                },
-            };
-            if let Err(e) = r {
+            if let Err(e) = set_field(vfs, pf, vf, field, &old_hw, orig).await {
                 tracing::error!(vf = %a.vf_pci, %field, error = %e, "re-apply rollback failed");
             }
         }
     }
     result
+}
+
+/// Sets one of [`changed_fields`]' fields on the VF to its value in `s` (the VF's original
+/// value where `s` leaves it unset).
+async fn set_field<V: VfControl>(
+    vfs: &V,
+    pf: &str,
+    vf: u32,
+    field: &str,
+    s: &sriov_hw::attach::VfSettings,
+    orig: &sriov_hw::vfctl::VfState,
+) -> Result<(), sriov_hw::vfctl::VfError> {
+    match field {
+        "vlan" => vfs.set_vlan(pf, vf, s.vlan.unwrap_or(orig.vlan)).await,
+        "rate" => {
+            vfs.set_rate(
+                pf,
+                vf,
+                s.min_tx_rate.unwrap_or(orig.min_tx_rate),
+                s.max_tx_rate.unwrap_or(orig.max_tx_rate),
+            )
+            .await
+        }
+        "spoofchk" => match s.spoofchk.or(orig.spoofchk) {
+            Some(on) => vfs.set_spoofchk(pf, vf, on).await,
+            None => Ok(()),
+        },
+        _ => match s.trust.or(orig.trust) {
+            Some(on) => vfs.set_trust(pf, vf, on).await,
+            None => Ok(()),
+        },
+    }
 }
 
 /// For a re-applied attachment being released: the PF side (VLAN, rates, spoof check, trust)
