@@ -338,10 +338,34 @@ fn two_nodes_never_answer_for_one_ip() {
         .unwrap_or_default()
         .to_string();
 
+    // A short partition: A fences, and once healed (nobody took the lease) puts the address back.
+    let proxy = a.proxy.as_ref().expect("A is behind the proxy");
+    proxy.cut();
+    until("A to fence", Duration::from_secs(9), || {
+        (!addrs(&pa).iter().any(|x| x == ip)).then_some(())
+    });
+    proxy.heal();
+    let healed = Instant::now();
+    until("A to restore the address", Duration::from_secs(10), || {
+        addrs(&pa).iter().any(|x| x == ip).then_some(())
+    });
+    eprintln!(
+        "short partition: address back {} ms after the heal",
+        healed.elapsed().as_millis()
+    );
+    assert_eq!(lease_holder(&net, ip).as_deref(), Some("node-a"));
+    let restored = until("the FixedIPRestored Event", Duration::from_secs(30), || {
+        let n = event_notes("default", "db-0", "FixedIPRestored");
+        (!n.is_empty()).then_some(n)
+    });
+    assert!(
+        restored.iter().any(|n| n.contains("node-a")),
+        "{restored:?}"
+    );
+
     // Partition A from the API server, with the probe watching the shared L2 throughout.
     let probe = Probe::start(b.bridge(), ip, 120);
-    std::thread::sleep(Duration::from_secs(1));
-    let proxy = a.proxy.as_ref().expect("A is behind the proxy");
+    std::thread::sleep(Duration::from_secs(3));
     let cut = Instant::now();
     proxy.cut();
     let mut fenced = None;

@@ -5,8 +5,8 @@
 //!
 //! With `D` = [`LeaseTiming::duration`], `R` = [`LeaseTiming::renew_every`] and
 //! `F` = [`LeaseTiming::fence_after`] (defaults 15 s, 5 s, 10 s; `R < F < D` is enforced):
-//! - The holder renews every `R`. `t0` is the holder's *monotonic* instant at which it sent the
-//!   last renewal the API server accepted.
+//! - The holder renews every `R` (every second after a failed attempt). `t0` is the holder's
+//!   *monotonic* instant at which it sent the last renewal the API server accepted.
 //! - The holder takes the IP off its VF (fences) once `now > t0 + F` without a newer accepted
 //!   renewal. Deadlines are checked every 250 ms, apart from renewals (a renewal hanging on a
 //!   partitioned API server cannot delay a fence), and a fence takes milliseconds: it is done
@@ -349,8 +349,16 @@ impl Leases {
             .lock_held()
             .iter_mut()
             .filter(|(_, h)| {
-                h.attempted
-                    .is_none_or(|t| now.duration_since(t) >= self.timing.renew_every)
+                // Due every `renew_every`; after a failed attempt (or while fenced), every tick.
+                let failed = h.fenced
+                    || match (h.attempted, h.renewed) {
+                        (Some(a), Some(r)) => r < a,
+                        (Some(_), None) => true,
+                        (None, _) => false,
+                    };
+                failed
+                    || h.attempted
+                        .is_none_or(|t| now.duration_since(t) >= self.timing.renew_every)
             })
             .map(|(k, h)| {
                 h.attempted = Some(now);
