@@ -30,9 +30,10 @@ export DEBIAN_FRONTEND=noninteractive
   mkdir -p "$ROOT/usr/local/bin" "$ROOT/bin" "$ROOT/tmp" "$ROOT/etc"
   install -m 0755 "$REL/sriov" "$REL/sriov-device-plugin" "$ROOT/usr/local/bin/"
   # The loader and every library the binaries link, at the same paths as on the build host.
-  # ldd lines: "libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x…)" and "/lib64/ld-linux… (0x…)".
+  # ldd lines: "libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x…)" and "/lib64/ld-linux… (0x…)";
+  # with two files it also prints "<file>:" headers (absolute when CARGO_TARGET_DIR is).
   for lib in $(ldd "$REL/sriov" "$REL/sriov-device-plugin" \
-                 | awk '$2 == "=>" && $3 ~ /^\// {print $3} $1 ~ /^\// {print $1}' | sort -u); do
+                 | awk '$2 == "=>" && $3 ~ /^\// {print $3} $1 ~ /^\// && $1 !~ /:$/ {print $1}' | sort -u); do
     mkdir -p "$ROOT$(dirname "$lib")"
     cp -L "$lib" "$ROOT$lib"
   done

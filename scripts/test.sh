@@ -20,7 +20,10 @@ export SRIOV_GRPCURL
 bash scripts/k8s/build-kube.sh >/dev/null
 # The QEMU igb suite (hw-tests/tests/qemu_igb.rs -> hw-tests/qemu/run.sh) boots a guest with the
 # release binaries, as shipped; the guest kernel and base initramfs are cached in <target>/qemu-cache.
-cargo build --release --bins -p cni-sriov -p device-plugin -p hw-tests
+# The shipped pair exactly as scripts/build-image.sh builds it (same packages, so the same
+# features: the real-cluster test's image build then finds it built), then the bench tools.
+cargo build --release --locked --bins -p cni-sriov -p device-plugin
+cargo build --release --bins -p hw-tests
 SRIOV_QEMU_BIN_DIR="$(cd "${CARGO_TARGET_DIR:-target}" && pwd)/release"
 export SRIOV_QEMU_BIN_DIR
 cargo test --workspace --all-features --no-fail-fast -- --test-threads="${TEST_THREADS:-4}"
