@@ -52,6 +52,31 @@ async fn apply_steps<M: Machine>(
 ) -> Result<Applied, AttachError> {
     let vfs = m.vfs();
     let (pf, vf) = (t.pf.as_str(), t.index);
+    let nl = |step| move |e| AttachError::netlink(step, e);
+    // 0. The pod-side name must be free, before anything changes: if it is taken (the pod's own
+    // `eth0`, or `lo`), the kernel would move the VF in under its host name and fail the rename.
+    let inside = if t.vfio {
+        None
+    } else {
+        let inside = m.enter(pod_ns).map_err(nl(Step::EnterPod))?;
+        // A failed look-up is a failure to read the pod namespace, not a taken name.
+        if inside
+            .link_by_name(&pod.ifname)
+            .await
+            .map_err(nl(Step::EnterPod))?
+            .is_some()
+        {
+            return Err(AttachError::msg(
+                Step::IfnameFree,
+                format!(
+                    "CNI_IFNAME \"{}\" already exists in the pod namespace {}",
+                    pod.ifname,
+                    pod_ns.path().display()
+                ),
+            ));
+        }
+        Some(inside)
+    };
     // 1. The VF's configuration on the PF (what the pod cannot change from inside).
     m.checkpoint(Step::VfVlan);
     if let Some(vlan) = s.vlan {
@@ -92,15 +117,14 @@ async fn apply_steps<M: Machine>(
         }
         Ok::<(), AttachError>(())
     };
-    if t.vfio {
+    let Some(inside) = inside else {
         // A VF bound to vfio-pci has no netdev: the pod's userspace driver owns it.
         set_pf_mac().await?;
         return Ok(Applied::default());
-    }
+    };
     // 2. The VF netdev, still in the host namespace.
     let host = m.host();
     let dev = orig.netdev.as_str();
-    let nl = |step| move |e| AttachError::netlink(step, e);
     m.checkpoint(Step::HostDown);
     host.set_down(dev).await.map_err(nl(Step::HostDown))?;
     if let Some(mac) = s.mac {
@@ -118,7 +142,6 @@ async fn apply_steps<M: Machine>(
     host.move_to_netns(dev, pod_ns, &pod.ifname)
         .await
         .map_err(nl(Step::MoveToPod))?;
-    let inside = m.enter(pod_ns).map_err(nl(Step::EnterPod))?;
     let ifname = pod.ifname.as_str();
     m.checkpoint(Step::Address);
     for a in &pod.addresses {
