@@ -264,7 +264,7 @@ async fn restore_netdev<M: Machine>(
     if name.is_none()
         && let Some(ns) = pod_ns
     {
-        name = bring_back(m, ns, ifname, &orig.netdev).await?;
+        name = bring_back(m, ns, t, orig, ifname).await?;
     }
     if name.is_none() {
         // The namespace is gone: real VFs come back to the host by themselves (maybe a moment
@@ -303,32 +303,32 @@ async fn restore_netdev<M: Machine>(
 }
 
 /// Moves the VF out of a live pod namespace, renaming it to its host name in the same request.
-/// It may be there as `ifname` or, after a failed rename on ADD, under its host name.
+/// The VF is found by what the pod cannot fake ([`Machine::find_in_pod`]: PCI parent device, or
+/// the emulated VF's veth peer), never by name: the pod may own a link called `ifname` (its
+/// `eth0`) or even one called like the VF's host name. `Ok(None)` when no link there is provably
+/// this VF; then nothing is moved.
 async fn bring_back<M: Machine>(
     m: &M,
     ns: &NetnsHandle,
+    t: &VfTarget,
+    orig: &Original,
     ifname: &str,
-    host_name: &str,
 ) -> Result<Option<String>, AttachError> {
     let nl = |step| move |e| AttachError::netlink(step, e);
+    let host_name = orig.netdev.as_str();
     let inside = m.enter(ns).map_err(nl(Step::EnterPod))?;
-    for candidate in [ifname, host_name] {
-        if inside
-            .link_by_name(candidate)
-            .await
-            .map_err(nl(Step::Locate))?
-            .is_some()
-        {
-            inside
-                .set_down(candidate)
-                .await
-                .map_err(nl(Step::PodDown))?;
-            inside
-                .move_to_netns(candidate, m.host_ns(), host_name)
-                .await
-                .map_err(nl(Step::MoveToHost))?;
-            return Ok(Some(host_name.to_string()));
-        }
-    }
-    Ok(None)
+    let Some(found) = m
+        .find_in_pod(&inside, t, orig)
+        .await
+        .map_err(nl(Step::Locate))?
+    else {
+        tracing::warn!(vf = %t.pci, ifname, "no link in the pod namespace is provably this VF");
+        return Ok(None);
+    };
+    inside.set_down(&found).await.map_err(nl(Step::PodDown))?;
+    inside
+        .move_to_netns(&found, m.host_ns(), host_name)
+        .await
+        .map_err(nl(Step::MoveToHost))?;
+    Ok(Some(host_name.to_string()))
 }

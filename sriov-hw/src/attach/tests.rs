@@ -199,6 +199,16 @@ impl Machine for M {
         let (at, n) = self.rec.vf_at.borrow().clone();
         (at == "host").then_some(n)
     }
+    async fn find_in_pod(
+        &self,
+        _inside: &Links,
+        _t: &VfTarget,
+        _o: &Original,
+    ) -> Result<Option<String>, NetlinkError> {
+        // The recorder knows where the VF is: its identity, whatever other links are called.
+        let (at, n) = self.rec.vf_at.borrow().clone();
+        Ok((at == "pod").then_some(n))
+    }
     async fn recover(&self, _t: &VfTarget, o: &Original) -> Result<Option<String>, VfError> {
         self.rec.log.borrow_mut().push("recover".into());
         if self.rec.recoverable {
@@ -506,4 +516,31 @@ fn apply_refuses_a_pod_interface_name_already_taken_before_changing_anything() {
             ("host".to_string(), "pf0v3".to_string())
         );
     }
+}
+
+#[test]
+fn restore_moves_the_vf_out_by_identity_never_a_pod_link_of_the_same_name() {
+    // ADD raced a pod creating `net1`: the VF went in under its host name and the rename failed.
+    let rec = Rec {
+        vf_at: RefCell::new(("pod".into(), "pf0v3".into())),
+        pod_links: vec!["lo".into(), "net1".into()],
+        ..Default::default()
+    };
+    let m = M::new(rec);
+    block(restore(
+        &m,
+        &target(),
+        &orig(),
+        &settings(),
+        Some(&m.ns.clone()),
+        "net1",
+    ))
+    .unwrap();
+    let log = m.log();
+    assert!(log.contains(&"pod move pf0v3 pf0v3".to_string()), "{log:?}");
+    assert!(
+        !log.iter()
+            .any(|l| l.contains("pod down net1") || l.contains("pod move net1")),
+        "the pod's own net1 was touched: {log:?}"
+    );
 }
