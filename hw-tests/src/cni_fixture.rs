@@ -176,8 +176,21 @@ impl Bed {
         c
     }
 
-    /// Calls `sriov` with `cmd` for pod `default/<pod>` in container `cid`.
+    /// Calls `sriov` with `cmd` for pod `default/<pod>` in container `cid`, as `net1`.
     pub fn call(&self, cmd: &str, cid: &str, netns: &str, pod: &str, conf: &Value) -> CniOutcome {
+        self.call_as(cmd, cid, netns, "net1", pod, conf)
+    }
+
+    /// As [`Bed::call`], with `ifname` as `CNI_IFNAME` (e.g. a name the pod already has).
+    pub fn call_as(
+        &self,
+        cmd: &str,
+        cid: &str,
+        netns: &str,
+        ifname: &str,
+        pod: &str,
+        conf: &Value,
+    ) -> CniOutcome {
         let args = format!(
             "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME={pod};K8S_POD_UID=uid-{pod}"
         );
@@ -186,7 +199,7 @@ impl Bed {
                 ("CNI_COMMAND", cmd),
                 ("CNI_CONTAINERID", cid),
                 ("CNI_NETNS", netns),
-                ("CNI_IFNAME", "net1"),
+                ("CNI_IFNAME", ifname),
                 ("CNI_ARGS", &args),
                 ("CNI_PATH", "/usr/lib/cni"),
             ],

@@ -9,7 +9,7 @@ mod status;
 
 use std::path::Path;
 
-use sriov_hw::attach::AttachError;
+use sriov_hw::attach::{AttachError, Step};
 use sriov_hw::netns::NetnsHandle;
 use sriov_proto::node::{Attachment, AttachmentKey};
 
@@ -65,14 +65,18 @@ fn live_netns(req_netns: Option<&Path>, rec: &Attachment) -> Option<NetnsHandle>
         .find(same)
 }
 
-/// Maps a failed kernel step to a CNI error: a device refusing a setting (not supported, invalid
-/// value) is a configuration error (7); anything else is an I/O failure (5).
+/// Maps a failed kernel step to a CNI error: a `CNI_IFNAME` the pod namespace already has is an
+/// invalid environment variable (4, the spec's code for a bad `CNI_*` variable: retrying cannot
+/// help, the runtime must pick another name); a device refusing a setting (not supported,
+/// invalid value) is a configuration error (7); anything else is an I/O failure (5).
 fn kernel_error(what: &str, e: &AttachError) -> CniError {
     let refused = matches!(
         e.errno,
         Some(libc::EOPNOTSUPP | libc::EPROTONOSUPPORT | libc::EINVAL | libc::ERANGE)
     );
-    let c = if refused {
+    let c = if e.step == Step::IfnameFree {
+        code::INVALID_ENV
+    } else if refused {
         code::INVALID_CONFIG
     } else {
         code::IO_FAILURE

@@ -101,6 +101,8 @@ fn default_link(name: &str) -> LinkInfo {
         kind: None,
         master: None,
         link: None,
+        parent_dev: None,
+        parent_bus: None,
     }
 }
 

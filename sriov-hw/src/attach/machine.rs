@@ -97,6 +97,16 @@ pub trait Machine {
     fn enter(&self, ns: &NetnsHandle) -> Result<Self::Links, NetlinkError>;
     /// The VF's netdev name if it is in the host namespace (under any name).
     fn find_in_host(&self, t: &VfTarget, orig: &Original) -> impl Future<Output = Option<String>>;
+    /// The name, in the pod namespace `inside` is bound to, of the link that is provably this
+    /// VF: by an identity the pod cannot change (not its name or MAC, which a pod may share with
+    /// its own interfaces). `Ok(None)` when no link there can be proven to be the VF; the caller
+    /// then moves nothing.
+    fn find_in_pod(
+        &self,
+        inside: &Self::Links,
+        t: &VfTarget,
+        orig: &Original,
+    ) -> impl Future<Output = Result<Option<String>, NetlinkError>>;
     /// Gets the VF netdev back when its namespace is gone: waits for a real VF to reappear, or
     /// re-creates an emulated one. `Ok(None)` if it did not come back.
     fn recover(
@@ -203,6 +213,27 @@ impl Machine for NodeMachine {
         self.sysfs_netdev(t).await
     }
 
+    async fn find_in_pod(
+        &self,
+        inside: &Netlink,
+        t: &VfTarget,
+        _orig: &Original,
+    ) -> Result<Option<String>, NetlinkError> {
+        if self.emulated {
+            return emulated_vf_in(&self.host, inside, t).await;
+        }
+        // A real VF's netdev names its PCI function as its parent device, in any namespace.
+        let pci = t.pci.to_string();
+        Ok(inside
+            .list_links()
+            .await?
+            .into_iter()
+            .find(|l| {
+                l.parent_bus.as_deref() == Some("pci") && l.parent_dev.as_deref() == Some(&pci)
+            })
+            .map(|l| l.name))
+    }
+
     async fn recover(&self, t: &VfTarget, orig: &Original) -> Result<Option<String>, VfError> {
         let deadline = std::time::Instant::now() + REAPPEAR_WAIT;
         if self.emulated {
@@ -238,4 +269,27 @@ impl Machine for NodeMachine {
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
     }
+}
+
+/// The emulated VF `t` in the namespace of `inside`, by its veth pairing with the representor
+/// `<pf>r<i>`, which stays in the host: the representor's peer index (IFLA_LINK) names a link
+/// in the pod namespace, and that link must be a veth whose own peer is the representor. A pod's
+/// own veth (its `eth0`) has another peer, so it never matches, whatever its name or MAC.
+async fn emulated_vf_in(
+    host: &Netlink,
+    inside: &Netlink,
+    t: &VfTarget,
+) -> Result<Option<String>, NetlinkError> {
+    let rep_name = crate::emulated::representor_name(&t.pf, t.index);
+    let Some(rep) = host.link_by_name(&rep_name).await? else {
+        return Ok(None);
+    };
+    let Some(peer) = rep.link else {
+        return Ok(None);
+    };
+    Ok(inside
+        .link_by_index(peer)
+        .await?
+        .filter(|l| l.kind.as_deref() == Some("veth") && l.link == Some(rep.index))
+        .map(|l| l.name))
 }

@@ -52,6 +52,31 @@ async fn apply_steps<M: Machine>(
 ) -> Result<Applied, AttachError> {
     let vfs = m.vfs();
     let (pf, vf) = (t.pf.as_str(), t.index);
+    let nl = |step| move |e| AttachError::netlink(step, e);
+    // 0. The pod-side name must be free, before anything changes: if it is taken (the pod's own
+    // `eth0`, or `lo`), the kernel would move the VF in under its host name and fail the rename.
+    let inside = if t.vfio {
+        None
+    } else {
+        let inside = m.enter(pod_ns).map_err(nl(Step::EnterPod))?;
+        // A failed look-up is a failure to read the pod namespace, not a taken name.
+        if inside
+            .link_by_name(&pod.ifname)
+            .await
+            .map_err(nl(Step::EnterPod))?
+            .is_some()
+        {
+            return Err(AttachError::msg(
+                Step::IfnameFree,
+                format!(
+                    "CNI_IFNAME \"{}\" already exists in the pod namespace {}",
+                    pod.ifname,
+                    pod_ns.path().display()
+                ),
+            ));
+        }
+        Some(inside)
+    };
     // 1. The VF's configuration on the PF (what the pod cannot change from inside).
     m.checkpoint(Step::VfVlan);
     if let Some(vlan) = s.vlan {
@@ -92,15 +117,14 @@ async fn apply_steps<M: Machine>(
         }
         Ok::<(), AttachError>(())
     };
-    if t.vfio {
+    let Some(inside) = inside else {
         // A VF bound to vfio-pci has no netdev: the pod's userspace driver owns it.
         set_pf_mac().await?;
         return Ok(Applied::default());
-    }
+    };
     // 2. The VF netdev, still in the host namespace.
     let host = m.host();
     let dev = orig.netdev.as_str();
-    let nl = |step| move |e| AttachError::netlink(step, e);
     m.checkpoint(Step::HostDown);
     host.set_down(dev).await.map_err(nl(Step::HostDown))?;
     if let Some(mac) = s.mac {
@@ -118,7 +142,6 @@ async fn apply_steps<M: Machine>(
     host.move_to_netns(dev, pod_ns, &pod.ifname)
         .await
         .map_err(nl(Step::MoveToPod))?;
-    let inside = m.enter(pod_ns).map_err(nl(Step::EnterPod))?;
     let ifname = pod.ifname.as_str();
     m.checkpoint(Step::Address);
     for a in &pod.addresses {
@@ -241,7 +264,7 @@ async fn restore_netdev<M: Machine>(
     if name.is_none()
         && let Some(ns) = pod_ns
     {
-        name = bring_back(m, ns, ifname, &orig.netdev).await?;
+        name = bring_back(m, ns, t, orig, ifname).await?;
     }
     if name.is_none() {
         // The namespace is gone: real VFs come back to the host by themselves (maybe a moment
@@ -280,32 +303,32 @@ async fn restore_netdev<M: Machine>(
 }
 
 /// Moves the VF out of a live pod namespace, renaming it to its host name in the same request.
-/// It may be there as `ifname` or, after a failed rename on ADD, under its host name.
+/// The VF is found by what the pod cannot fake ([`Machine::find_in_pod`]: PCI parent device, or
+/// the emulated VF's veth peer), never by name: the pod may own a link called `ifname` (its
+/// `eth0`) or even one called like the VF's host name. `Ok(None)` when no link there is provably
+/// this VF; then nothing is moved.
 async fn bring_back<M: Machine>(
     m: &M,
     ns: &NetnsHandle,
+    t: &VfTarget,
+    orig: &Original,
     ifname: &str,
-    host_name: &str,
 ) -> Result<Option<String>, AttachError> {
     let nl = |step| move |e| AttachError::netlink(step, e);
+    let host_name = orig.netdev.as_str();
     let inside = m.enter(ns).map_err(nl(Step::EnterPod))?;
-    for candidate in [ifname, host_name] {
-        if inside
-            .link_by_name(candidate)
-            .await
-            .map_err(nl(Step::Locate))?
-            .is_some()
-        {
-            inside
-                .set_down(candidate)
-                .await
-                .map_err(nl(Step::PodDown))?;
-            inside
-                .move_to_netns(candidate, m.host_ns(), host_name)
-                .await
-                .map_err(nl(Step::MoveToHost))?;
-            return Ok(Some(host_name.to_string()));
-        }
-    }
-    Ok(None)
+    let Some(found) = m
+        .find_in_pod(&inside, t, orig)
+        .await
+        .map_err(nl(Step::Locate))?
+    else {
+        tracing::warn!(vf = %t.pci, ifname, "no link in the pod namespace is provably this VF");
+        return Ok(None);
+    };
+    inside.set_down(&found).await.map_err(nl(Step::PodDown))?;
+    inside
+        .move_to_netns(&found, m.host_ns(), host_name)
+        .await
+        .map_err(nl(Step::MoveToHost))?;
+    Ok(Some(host_name.to_string()))
 }

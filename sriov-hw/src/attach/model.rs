@@ -75,6 +75,9 @@ pub struct Applied {
 /// The step of ADD or DEL that failed, named in errors so an operator knows what was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {
+    /// The pod-side name (`CNI_IFNAME`) is already taken in the pod namespace: nothing is moved,
+    /// since the kernel would move the VF in under its host name and then fail the rename.
+    IfnameFree,
     VfVlan,
     VfRate,
     VfSpoofchk,
@@ -100,6 +103,7 @@ pub enum Step {
 impl fmt::Display for Step {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
+            Step::IfnameFree => "check the pod interface name is free",
             Step::VfVlan => "set VF VLAN",
             Step::VfRate => "set VF rate",
             Step::VfSpoofchk => "set VF spoofchk",

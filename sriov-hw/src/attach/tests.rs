@@ -19,6 +19,8 @@ struct Rec {
     /// Where the VF netdev is: "host" or "pod", and under which name.
     vf_at: RefCell<(String, String)>,
     recoverable: bool,
+    /// The pod's own links (not the VF), by name: `eth0`, `lo`…
+    pod_links: Vec<String>,
 }
 
 impl Rec {
@@ -53,19 +55,24 @@ struct Links {
 impl LinkOps for Links {
     async fn link_by_name(&self, name: &str) -> Result<Option<LinkInfo>, NetlinkError> {
         let (at, n) = self.rec.vf_at.borrow().clone();
-        Ok((at == self.ns && n == name).then(|| LinkInfo {
-            index: 7,
-            name: name.into(),
-            mac: Some(MacAddr([2, 0, 0, 0, 0, 9])),
-            mtu: 1500,
-            up: true,
-            lower_up: true,
-            oper_up: true,
-            running: true,
-            kind: None,
-            master: None,
-            link: None,
-        }))
+        let pods_own = self.ns == "pod" && self.rec.pod_links.iter().any(|l| l == name);
+        Ok(
+            (pods_own || (at == self.ns && n == name)).then(|| LinkInfo {
+                index: if pods_own { 2 } else { 7 },
+                name: name.into(),
+                mac: Some(MacAddr([2, 0, 0, 0, 0, 9])),
+                mtu: 1500,
+                up: true,
+                lower_up: true,
+                oper_up: true,
+                running: true,
+                kind: None,
+                master: None,
+                link: None,
+                parent_dev: None,
+                parent_bus: None,
+            }),
+        )
     }
     async fn set_up(&self, l: &str) -> Result<(), NetlinkError> {
         self.rec.op(format!("{} up {l}", self.ns))
@@ -191,6 +198,16 @@ impl Machine for M {
     async fn find_in_host(&self, _t: &VfTarget, _o: &Original) -> Option<String> {
         let (at, n) = self.rec.vf_at.borrow().clone();
         (at == "host").then_some(n)
+    }
+    async fn find_in_pod(
+        &self,
+        _inside: &Links,
+        _t: &VfTarget,
+        _o: &Original,
+    ) -> Result<Option<String>, NetlinkError> {
+        // The recorder knows where the VF is: its identity, whatever other links are called.
+        let (at, n) = self.rec.vf_at.borrow().clone();
+        Ok((at == "pod").then_some(n))
     }
     async fn recover(&self, _t: &VfTarget, o: &Original) -> Result<Option<String>, VfError> {
         self.rec.log.borrow_mut().push("recover".into());
@@ -466,5 +483,64 @@ fn restore_puts_a_real_admin_mac_back_after_the_netdev() {
         log.last().map(String::as_str),
         Some("vf 3 mac 02:00:00:00:00:77"),
         "{log:?}"
+    );
+}
+
+#[test]
+fn apply_refuses_a_pod_interface_name_already_taken_before_changing_anything() {
+    for taken in ["net1", "lo"] {
+        let rec = Rec {
+            pod_links: vec!["lo".into(), taken.into()],
+            ..rec_in_host()
+        };
+        let m = M::new(rec);
+        let mut p = pod();
+        p.ifname = taken.into();
+        let e = block(apply(
+            &m,
+            &target(),
+            &orig(),
+            &settings(),
+            &m.ns.clone(),
+            &p,
+        ))
+        .unwrap_err();
+        assert_eq!(e.step, Step::IfnameFree, "{e}");
+        assert!(e.to_string().contains(&format!("\"{taken}\"")), "{e}");
+        assert!(e.rollback.is_empty(), "{:?}", e.rollback);
+        let log = m.log();
+        assert!(!log.iter().any(|l| l.contains("move")), "{taken}: {log:?}");
+        assert!(!log.contains(&"vf 3 vlan 100 3".to_string()), "{log:?}");
+        assert_eq!(
+            *m.rec.vf_at.borrow(),
+            ("host".to_string(), "pf0v3".to_string())
+        );
+    }
+}
+
+#[test]
+fn restore_moves_the_vf_out_by_identity_never_a_pod_link_of_the_same_name() {
+    // ADD raced a pod creating `net1`: the VF went in under its host name and the rename failed.
+    let rec = Rec {
+        vf_at: RefCell::new(("pod".into(), "pf0v3".into())),
+        pod_links: vec!["lo".into(), "net1".into()],
+        ..Default::default()
+    };
+    let m = M::new(rec);
+    block(restore(
+        &m,
+        &target(),
+        &orig(),
+        &settings(),
+        Some(&m.ns.clone()),
+        "net1",
+    ))
+    .unwrap();
+    let log = m.log();
+    assert!(log.contains(&"pod move pf0v3 pf0v3".to_string()), "{log:?}");
+    assert!(
+        !log.iter()
+            .any(|l| l.contains("pod down net1") || l.contains("pod move net1")),
+        "the pod's own net1 was touched: {log:?}"
     );
 }

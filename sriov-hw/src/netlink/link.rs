@@ -40,6 +40,12 @@ pub struct LinkInfo {
     pub master: Option<u32>,
     /// IFLA_LINK: the peer (veth) or lower device index; may live in another namespace.
     pub link: Option<u32>,
+    /// IFLA_PARENT_DEV_NAME: the device the netdev belongs to, e.g. a VF's PCI address
+    /// (`0000:03:10.0`). Unlike the name or the MAC it cannot be changed from inside a pod, so
+    /// it identifies a real VF in any namespace. `None` for virtual links and on kernels < 5.14.
+    pub parent_dev: Option<String>,
+    /// IFLA_PARENT_DEV_BUS_NAME: the bus of [`LinkInfo::parent_dev`] (`"pci"` for VFs).
+    pub parent_bus: Option<String>,
 }
 
 impl LinkInfo {
@@ -58,6 +64,8 @@ impl LinkInfo {
             kind: None,
             master: None,
             link: None,
+            parent_dev: None,
+            parent_bus: None,
         };
         for attr in &msg.attributes {
             match attr {
@@ -67,6 +75,8 @@ impl LinkInfo {
                 LinkAttribute::OperState(s) => info.oper_up = *s == State::Up,
                 LinkAttribute::Controller(m) => info.master = Some(*m),
                 LinkAttribute::Link(l) => info.link = Some(*l),
+                LinkAttribute::ParentDevName(d) => info.parent_dev = Some(d.clone()),
+                LinkAttribute::ParentDevBusName(b) => info.parent_bus = Some(b.clone()),
                 LinkAttribute::LinkInfo(infos) => {
                     for i in infos {
                         if let NlLinkInfo::Kind(k) = i {
