@@ -45,6 +45,9 @@ pub enum PodTableError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// Over [`super::MAX_TABLE_BYTES`]: refused before it is read or parsed.
+    #[error("pod table is {len} bytes, over the {} MiB cap (about 150,000 entries): refused unread, the last good table stays", super::MAX_TABLE_BYTES >> 20)]
+    TooLarge { len: u64 },
     /// Not JSON, or not shaped `{"networks": {"<name>": {"defaults": …, "pods": …}}}`.
     #[error(r#"pod table is not JSON of the shape {{"networks": {{"<network>": {{"defaults": {{…}}, "pods": {{…}}}}}}}}: {0}"#)]
     Json(#[from] serde_json::Error),

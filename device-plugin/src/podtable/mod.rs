@@ -75,6 +75,11 @@ pub use watch::{PodTableSource, RefreshOutcome, SourceStatus};
 /// typos (or bytes where Mbit was meant).
 pub const MAX_RATE_MBPS: u32 = 1_000_000;
 
+/// The largest pod table accepted, in bytes: 16 MiB, about 150,000 entries of the usual shape
+/// (a ConfigMap cannot exceed 1 MiB anyway). A bigger file is refused before it is read, so a
+/// runaway generator cannot make the agent hold gigabytes (a 1,000,000-entry table took 1.5 GB).
+pub const MAX_TABLE_BYTES: usize = 16 << 20;
+
 /// The namespace CNI_ARGS imply when they carry none (podman sends no namespace).
 pub const DEFAULT_NAMESPACE: &str = "default";
 
@@ -103,6 +108,11 @@ impl PodTable {
     /// Parses and validates a table file's contents. Any problem rejects the whole table; the
     /// error lists every problem found.
     pub fn parse(json: &[u8]) -> Result<PodTable, PodTableError> {
+        if json.len() > MAX_TABLE_BYTES {
+            return Err(PodTableError::TooLarge {
+                len: json.len() as u64,
+            });
+        }
         let raw: raw::RawTable = serde_json::from_slice(json)?;
         validate::build(raw)
     }

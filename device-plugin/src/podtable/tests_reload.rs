@@ -264,3 +264,29 @@ fn configmap_symlink_swap_is_picked_up() {
     );
     assert!(has_pod(&src, "a"));
 }
+
+#[test]
+fn a_table_over_the_size_cap_is_refused_unread_and_the_last_good_stays() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("table.json");
+    let mut src = PodTableSource::new(&path);
+    write_in_place(&path, GOOD_A);
+    assert!(matches!(src.refresh(), RefreshOutcome::Loaded { .. }));
+    // Valid JSON padded past the cap with whitespace.
+    let big = format!("{GOOD_B}{}", " ".repeat(MAX_TABLE_BYTES));
+    write_in_place(&path, &big);
+    let RefreshOutcome::Rejected { error, .. } = src.refresh() else {
+        panic!("an over-cap table was not rejected")
+    };
+    assert!(error.contains("over the 16 MiB cap"), "{error}");
+    assert!(
+        has_pod(&src, "a") && !has_pod(&src, "b"),
+        "the last good table stays"
+    );
+    // The same pushed through the API path is refused alike.
+    let mut pushed = PodTableSource::pushed("configmap t/t");
+    let RefreshOutcome::Rejected { error, .. } = pushed.offer(Some(big.as_bytes())) else {
+        panic!("an over-cap pushed table was not rejected")
+    };
+    assert!(error.contains("over the 16 MiB cap"), "{error}");
+}

@@ -220,6 +220,17 @@ impl PodTableSource {
         self.present = true;
         self.missing_logged = false;
         let stamp = Stamp::of(&meta);
+        if meta.len() > super::MAX_TABLE_BYTES as u64 {
+            // Not read at all; refused once per file version.
+            if self.stamp == Some(stamp) {
+                return RefreshOutcome::Unchanged;
+            }
+            self.stamp = (!stamp.is_racy()).then_some(stamp);
+            let error = PodTableError::TooLarge { len: meta.len() }.to_string();
+            self.content_hash = None;
+            self.content_error = Some(error.clone());
+            return self.reject(error.clone(), vec![error]);
+        }
         if self.stamp == Some(stamp) {
             return RefreshOutcome::Unchanged;
         }
