@@ -18,7 +18,7 @@
 use std::sync::Arc;
 
 use sriov_hw::attach::NodeMachine;
-use sriov_hw::vfctl::{VfControl, VfVlan};
+use sriov_hw::vfctl::VfControl;
 use sriov_proto::node::{Attachment, State as AttState, VfSettings};
 
 use super::plan::override_settings;
@@ -249,7 +249,8 @@ async fn set_field<V: VfControl>(
     }
 }
 
-/// For a re-applied attachment being released: the PF side (VLAN, rates, spoof check, trust)
+/// For a re-applied attachment being released: the PF side (VLAN, rates, spoof check, trust,
+/// link state: `sriov_hw::attach::restore_vf_attributes`)
 /// back to the VF's original values, after the CNI's own restore. Call under [`State::vf_lock`].
 pub async fn restore_pf_side(a: &Attachment) -> Result<(), String> {
     if !a.reapplied {
@@ -259,34 +260,22 @@ pub async fn restore_pf_side(a: &Attachment) -> Result<(), String> {
     let m = NodeMachine::new(&a.pf_driver, std::path::Path::new(&a.sysfs_root))
         .map_err(|e| e.to_string())?;
     let vfs = sriov_hw::attach::Machine::vfs(&m);
-    let (pf, vf, o) = (a.pf_name.as_str(), a.vf_index, &hw.original.vf);
-    let s = &hw.settings;
-    let mut errs = Vec::new();
-    if s.vlan.is_some() {
-        let v: VfVlan = o.vlan;
-        if let Err(e) = vfs.set_vlan(pf, vf, v).await {
-            errs.push(e.to_string());
-        }
-    }
-    if (s.min_tx_rate.is_some() || s.max_tx_rate.is_some())
-        && let Err(e) = vfs.set_rate(pf, vf, o.min_tx_rate, o.max_tx_rate).await
-    {
-        errs.push(e.to_string());
-    }
-    if let (Some(_), Some(on)) = (s.spoofchk, o.spoofchk)
-        && let Err(e) = vfs.set_spoofchk(pf, vf, on).await
-    {
-        errs.push(e.to_string());
-    }
-    if let (Some(_), Some(on)) = (s.trust, o.trust)
-        && let Err(e) = vfs.set_trust(pf, vf, on).await
-    {
-        errs.push(e.to_string());
-    }
+    let errs = sriov_hw::attach::restore_vf_attributes(
+        vfs,
+        &a.pf_name,
+        a.vf_index,
+        &hw.original.vf,
+        &hw.settings,
+    )
+    .await;
     if errs.is_empty() {
         Ok(())
     } else {
-        Err(errs.join("; "))
+        Err(errs
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; "))
     }
 }
 

@@ -18,7 +18,7 @@ pub use machine::{LinkOps, Machine, NodeMachine};
 pub use model::{Applied, AttachError, Original, PodConfig, Route, Step, VfSettings, VfTarget};
 
 use crate::netns::NetnsHandle;
-use crate::vfctl::VfControl;
+use crate::vfctl::{VfControl, VfState};
 
 /// Applies `settings` to the VF and moves it into `pod_ns` as configured by `pod`. On failure,
 /// everything done is undone (see [`restore`]) and the error names the failed step and carries
@@ -194,15 +194,6 @@ pub async fn restore<M: Machine>(
     let mut errs = Vec::new();
     let vfs = m.vfs();
     let (pf, vf, o) = (t.pf.as_str(), t.index, &orig.vf);
-    let mut note = |step, r: Result<(), crate::vfctl::VfError>| match r {
-        // The driver has no such attribute (e.g. link state on igb): it cannot have been
-        // changed, so there is nothing to put back — and failing here would make DEL retry forever.
-        Err(e) if e.errno() == Some(libc::EOPNOTSUPP) => {
-            tracing::debug!(%step, error = %e, "restore: attribute not supported, nothing to restore");
-        }
-        Err(e) => errs.push(AttachError::vf(step, e)),
-        Ok(()) => {}
-    };
     // The PF side first, starting with the admin MAC: while the PF holds one, igb refuses an
     // untrusted VF's own MAC change, so the netdev could not get its original MAC back. Clearing
     // it (all-zero) is also how "no admin MAC" is put back.
@@ -211,27 +202,10 @@ pub async fn restore<M: Machine>(
         let r = vfs.set_mac(pf, vf, crate::mac::MacAddr::default()).await;
         // Some drivers (older igb) refuse the all-zero MAC: then there is nothing to clear.
         if r.as_ref().err().and_then(|e| e.errno()) != Some(libc::EINVAL) {
-            note(Step::VfMac, r);
+            note(&mut errs, Step::VfMac, r);
         }
     }
-    if touched.vlan.is_some() {
-        note(Step::VfVlan, vfs.set_vlan(pf, vf, o.vlan).await);
-    }
-    if touched.min_tx_rate.is_some() || touched.max_tx_rate.is_some() {
-        note(
-            Step::VfRate,
-            vfs.set_rate(pf, vf, o.min_tx_rate, o.max_tx_rate).await,
-        );
-    }
-    if let (Some(_), Some(on)) = (touched.spoofchk, o.spoofchk) {
-        note(Step::VfSpoofchk, vfs.set_spoofchk(pf, vf, on).await);
-    }
-    if let (Some(_), Some(on)) = (touched.trust, o.trust) {
-        note(Step::VfTrust, vfs.set_trust(pf, vf, on).await);
-    }
-    if let (Some(_), Some(state)) = (touched.link_state, o.link_state) {
-        note(Step::VfLinkState, vfs.set_link_state(pf, vf, state).await);
-    }
+    errs.extend(restore_vf_attributes(vfs, pf, vf, o, touched).await);
     if !t.vfio
         && let Err(e) = restore_netdev(m, t, orig, pod_ns, ifname).await
     {
@@ -249,6 +223,58 @@ pub async fn restore<M: Machine>(
         errs.push(AttachError::vf(Step::VfMac, e));
     }
     if errs.is_empty() { Ok(()) } else { Err(errs) }
+}
+
+/// Puts back the original value of every VF attribute other than the MAC that `touched` sets
+/// on the PF (VLAN, rates, spoof check, trust, link state), attempting each and returning every
+/// error. The PF half of [`restore`], also used by the agent when it releases an attachment a
+/// live pod table re-apply changed.
+pub async fn restore_vf_attributes<V: VfControl>(
+    vfs: &V,
+    pf: &str,
+    vf: u32,
+    o: &VfState,
+    touched: &VfSettings,
+) -> Vec<AttachError> {
+    let mut errs = Vec::new();
+    if touched.vlan.is_some() {
+        note(&mut errs, Step::VfVlan, vfs.set_vlan(pf, vf, o.vlan).await);
+    }
+    if touched.min_tx_rate.is_some() || touched.max_tx_rate.is_some() {
+        let r = vfs.set_rate(pf, vf, o.min_tx_rate, o.max_tx_rate).await;
+        note(&mut errs, Step::VfRate, r);
+    }
+    if let (Some(_), Some(on)) = (touched.spoofchk, o.spoofchk) {
+        note(
+            &mut errs,
+            Step::VfSpoofchk,
+            vfs.set_spoofchk(pf, vf, on).await,
+        );
+    }
+    if let (Some(_), Some(on)) = (touched.trust, o.trust) {
+        note(&mut errs, Step::VfTrust, vfs.set_trust(pf, vf, on).await);
+    }
+    if let (Some(_), Some(state)) = (touched.link_state, o.link_state) {
+        note(
+            &mut errs,
+            Step::VfLinkState,
+            vfs.set_link_state(pf, vf, state).await,
+        );
+    }
+    errs
+}
+
+/// Records a restore step's failure in `errs`, except "not supported": the driver has no such
+/// attribute (e.g. link state on igb), so it cannot have been changed and there is nothing to
+/// put back — failing there would make DEL retry forever.
+fn note(errs: &mut Vec<AttachError>, step: Step, r: Result<(), crate::vfctl::VfError>) {
+    match r {
+        Err(e) if e.errno() == Some(libc::EOPNOTSUPP) => {
+            tracing::debug!(%step, error = %e, "restore: attribute not supported, nothing to restore");
+        }
+        Err(e) => errs.push(AttachError::vf(step, e)),
+        Ok(()) => {}
+    }
 }
 
 async fn restore_netdev<M: Machine>(
