@@ -275,12 +275,12 @@ async fn a_pool_reload_keeps_the_last_good_config_when_the_new_one_is_invalid() 
             .snapshot()
             .pools
             .iter()
-            .map(|p| p.resource.clone())
+            .map(|p| p.resource())
             .collect()
     };
     assert_eq!(pools(&agent), [POOL]);
     std::fs::write(&path, r#"{"resourceList":[{"resourceName":"x y"}]}"#).unwrap();
-    let e = agent.state().reload_pools().unwrap_err().to_string();
+    let e = agent.state().reload_pools().await.unwrap_err().to_string();
     assert!(e.contains("resourceList[0]"), "{e}");
     assert_eq!(pools(&agent), [POOL]);
     std::fs::write(
@@ -288,6 +288,6 @@ async fn a_pool_reload_keeps_the_last_good_config_when_the_new_one_is_invalid() 
         r#"{"resourceList":[{"resourceName":"a","selectors":{}},{"resourceName":"b","resourcePrefix":"p.io","selectors":{}}]}"#,
     )
     .unwrap();
-    agent.state().reload_pools().unwrap();
+    agent.state().reload_pools().await.unwrap();
     assert_eq!(pools(&agent), ["intel.com/a", "p.io/b"]);
 }

@@ -7,7 +7,7 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use device_plugin::health::{InventoryWatcher, NetlinkLinks, WatcherOptions};
+use device_plugin::health::{InventoryWatcher, NetlinkLinks, NodeView, WatcherOptions};
 use device_plugin::pools::{PoolConfig, Snapshot};
 use sriov_hw::emulated::{self, EmulateSpec};
 use tokio::sync::watch;
@@ -77,13 +77,13 @@ fn counts(s: &Snapshot) -> (usize, usize) {
 }
 
 async fn wait_for(
-    rx: &mut watch::Receiver<Snapshot>,
+    rx: &mut watch::Receiver<NodeView>,
     limit: Duration,
     pred: impl Fn(&Snapshot) -> bool,
 ) -> Duration {
     let start = Instant::now();
     loop {
-        if pred(&rx.borrow_and_update()) {
+        if pred(&rx.borrow_and_update().pools) {
             return start.elapsed();
         }
         let left = limit.saturating_sub(start.elapsed());
@@ -92,7 +92,7 @@ async fn wait_for(
             .unwrap_or_else(|_| {
                 panic!(
                     "no matching snapshot within {limit:?}; last {:?}",
-                    counts(&rx.borrow())
+                    counts(&rx.borrow().pools)
                 )
             })
             .unwrap();
@@ -125,7 +125,7 @@ async fn pf_link_down_turns_its_vfs_unhealthy_within_a_second() {
     .await
     .unwrap();
     let mut rx = w.subscribe();
-    let s = w.snapshot();
+    let s = w.snapshot().pools;
     assert_eq!(counts(&s), (8, 0), "{s:?}");
     assert!(s[0].devices.iter().all(|d| d.pf_name == nic.pf));
 
@@ -152,7 +152,7 @@ async fn pf_link_down_turns_its_vfs_unhealthy_within_a_second() {
     // numvfs 8 → 3: the rescan withdraws five VFs.
     nic.reshape(3).await;
     w.rescan_now().await.unwrap();
-    assert_eq!(counts(&w.snapshot()), (3, 0));
+    assert_eq!(counts(&w.snapshot().pools), (3, 0));
 
     // The PF bridge deleted: its netdev is gone, the VFs cannot be used.
     ip(&["link", "del", &nic.pf]);

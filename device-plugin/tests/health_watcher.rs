@@ -7,6 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use device_plugin::health::NodeView;
 use device_plugin::health::{InventoryWatcher, ManualLinks, WatcherOptions};
 use device_plugin::pools::{PoolConfig, PoolDevices, Snapshot};
 use sriov_hw::PciAddr;
@@ -64,14 +65,14 @@ fn pci(s: &str) -> PciAddr {
 
 /// Waits (up to `limit`) for a published snapshot satisfying `pred`; returns it and the wait.
 async fn wait_for(
-    rx: &mut watch::Receiver<Snapshot>,
+    rx: &mut watch::Receiver<NodeView>,
     limit: Duration,
     pred: impl Fn(&Snapshot) -> bool,
 ) -> (Snapshot, Duration) {
     let start = Instant::now();
     loop {
         {
-            let s = rx.borrow_and_update().clone();
+            let s = rx.borrow_and_update().pools.clone();
             if pred(&s) {
                 return (s, start.elapsed());
             }
@@ -119,7 +120,7 @@ async fn serves_512_vfs_in_the_right_pools_with_numa() {
         t.elapsed(),
         w.scan_stats().last_duration
     );
-    let s = w.snapshot();
+    let s = w.snapshot().pools;
     assert_eq!(s.len(), 2);
     let (a, b) = (pool(&s, "pool_a"), pool(&s, "pool_b"));
     assert_eq!((a.devices.len(), b.devices.len()), (256, 256));
@@ -182,7 +183,7 @@ async fn rescan_withdraws_vanished_vfs_and_adds_new_ones() {
     lower_numvfs(&h.tree, pf4, &vfs, 128, 100);
     let stats = w.rescan_now().await.unwrap();
     assert!(rx.has_changed().unwrap());
-    let s = rx.borrow_and_update().clone();
+    let s = rx.borrow_and_update().pools.clone();
     let b = pool(&s, "pool_b");
     assert_eq!(b.devices.len(), 228);
     assert!(b.devices.iter().any(|d| d.pci == vfs[99]));
@@ -197,7 +198,7 @@ async fn rescan_withdraws_vanished_vfs_and_adds_new_ones() {
         .add_pf(&presets::intel_e810(new_pf, "ens9f0", 8, 1))
         .unwrap();
     w.rescan_now().await.unwrap();
-    let s = rx.borrow_and_update().clone();
+    let s = rx.borrow_and_update().pools.clone();
     let b = pool(&s, "pool_b");
     assert_eq!(b.devices.len(), 236);
     let new: Vec<_> = b.devices.iter().filter(|d| d.pf == new_pf).collect();
@@ -324,7 +325,7 @@ async fn a_rescan_rereads_links_so_a_missed_event_heals() {
     // ...until the next rescan, which re-reads every PF link.
     w.rescan_now().await.unwrap();
     assert!(rx.has_changed().unwrap());
-    let s = w.snapshot();
+    let s = w.snapshot().pools;
     let a = pool(&s, "pool_a");
     let down: Vec<_> = a.devices.iter().filter(|d| !d.healthy).collect();
     assert_eq!(down.len(), 128);
@@ -343,7 +344,7 @@ async fn set_config_reassigns_and_default_route_pfs_are_skipped() {
     )
     .await
     .unwrap();
-    let s = w.snapshot();
+    let s = w.snapshot().pools;
     let a = pool(&s, "pool_a");
     assert_eq!(a.devices.len(), 128);
     assert!(a.devices.iter().all(|d| d.pf_name == "ens1f0"));
@@ -357,7 +358,7 @@ async fn set_config_reassigns_and_default_route_pfs_are_skipped() {
     .await
     .unwrap();
     assert!(rx.has_changed().unwrap());
-    let s = rx.borrow_and_update().clone();
+    let s = rx.borrow_and_update().pools.clone();
     assert_eq!(s.len(), 1);
     let only = pool(&s, "only");
     assert_eq!(only.resource(), "intel.com/only");

@@ -29,6 +29,9 @@ pub enum StartError {
     },
     #[error("serving the node API: {0}")]
     Serve(#[from] tonic::transport::Error),
+    /// The inventory watcher could not start (link events) or has stopped.
+    #[error("inventory watcher: {0}")]
+    Watcher(String),
 }
 
 /// A hint when the ledger is locked, which means another process has it open.
@@ -55,9 +58,25 @@ pub enum AgentError {
     /// `resource_name` names no configured pool.
     #[error("unknown pool {0:?}: not in the agent's pool config")]
     UnknownPool(String),
-    /// Every VF of the pool is held.
-    #[error("pool {pool} has no free VF ({total} VFs, all held)")]
-    PoolExhausted { pool: String, total: usize },
+    /// Every VF of the pool is held or out of service.
+    #[error(
+        "pool {pool} has no free VF ({total} VFs: {} held, {unavailable} out of service)",
+        total - unavailable
+    )]
+    PoolExhausted {
+        pool: String,
+        total: usize,
+        unavailable: usize,
+    },
+    /// The VF exists but may not be handed out now (PF link down, or quarantined).
+    #[error("VF {device} is out of service: {why}")]
+    OutOfService {
+        device: String,
+        why: crate::health::Unavailable,
+    },
+    /// The VF's netdev is not in the host namespace although no attachment holds it.
+    #[error("VF {0}")]
+    NotHome(String),
     /// No device ID and no way to ask kubelet for one.
     #[error(
         "no deviceID, the agent is not standalone and has no PodResources socket to ask kubelet"
@@ -126,6 +145,8 @@ impl AgentError {
             | AgentError::PodTableUnknown(_)
             | AgentError::Lease(_)
             | AgentError::Held { .. }
+            | AgentError::OutOfService { .. }
+            | AgentError::NotHome(_)
             | AgentError::PodResources(_) => Code::Unavailable,
             AgentError::Hardware(_) => Code::Internal,
             AgentError::Ledger(e) => match e {
@@ -177,7 +198,8 @@ mod tests {
         assert_eq!(
             Status::from(AgentError::PoolExhausted {
                 pool: "p".into(),
-                total: 1
+                total: 1,
+                unavailable: 0,
             })
             .code(),
             Code::ResourceExhausted

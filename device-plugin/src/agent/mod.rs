@@ -1,8 +1,8 @@
 //! The node agent's core (DESIGN §2): the ledger-backed node API the `sriov` CNI talks to, the
 //! reconciler that frees what dead pods held, and the pieces both share.
 //!
-//! - [`state`]: configuration, ledger, pools/inventory snapshot, pod table source, VF claims.
-//! - [`inventory`]: [`InventoryFeed`], the kubelet side's inventory shared with the node API.
+//! - [`state`]: configuration, ledger, the inventory watcher, pod table source, VF claims.
+//! - [`quarantine`]: VFs whose netdev is not home: kept out of service, brought home.
 //! - [`plan`]: Plan (choose the VF, merge settings, capture the original state, record intent).
 //! - [`reclaim`]: "is this netns gone?" and the one release path (restore + remove).
 //! - [`gc`], [`reconcile`]: the two callers of that path besides Plan.
@@ -14,10 +14,10 @@
 
 pub mod errors;
 pub mod gc;
-pub mod inventory;
 pub mod leasing;
 pub mod neighbours;
 pub mod plan;
+pub mod quarantine;
 pub mod reapply;
 pub mod reclaim;
 pub mod reconcile;
@@ -33,8 +33,9 @@ use sriov_proto::node::node_server::NodeServer;
 use tokio::net::UnixListener;
 
 pub use errors::{AgentError, StartError};
-pub use inventory::InventoryFeed;
 pub use state::{AgentConfig, State};
+
+use crate::health::{InventoryWatcher, NetlinkLinks, WatcherOptions};
 
 /// What the agent gets from the API server, when one is configured.
 pub struct ClusterLink {
@@ -57,15 +58,20 @@ impl Agent {
         Self::start_with(cfg, None, None).await
     }
 
-    /// As [`Agent::start`]; with a `feed`, the inventory is the feed's (no sysfs scan of its
-    /// own, now or on rescans); with `leases`, fixed IPs are leased cluster-wide, and the leases
-    /// of every recorded attachment are re-adopted before the first reconcile.
+    /// As [`Agent::start`]; with a `watcher`, inventory, pools and health are that watcher's
+    /// (`run` shares its watcher with the kubelet side), else the agent starts its own from
+    /// `cfg`; with `cluster`, fixed IPs are leased cluster-wide, and the leases of every recorded
+    /// attachment are re-adopted before the first reconcile.
     pub async fn start_with(
         cfg: AgentConfig,
-        feed: Option<Arc<dyn InventoryFeed>>,
+        watcher: Option<Arc<InventoryWatcher>>,
         cluster: Option<ClusterLink>,
     ) -> Result<Agent, StartError> {
-        let mut state = State::open_with(cfg, feed)?;
+        let watcher = match watcher {
+            Some(w) => w,
+            None => Arc::new(own_watcher(&cfg).await?),
+        };
+        let mut state = State::open(cfg, watcher)?;
         if let Some(c) = cluster {
             state.leases = c.leases;
             state.events = Some(c.events);
@@ -111,6 +117,27 @@ impl Agent {
         tracing::info!(socket = %path.display(), "stopped serving");
         res.map_err(StartError::from)
     }
+}
+
+/// The inventory watcher of an agent that is given none: `cfg`'s sysfs and pool config, PF
+/// health from the host's link events.
+async fn own_watcher(cfg: &AgentConfig) -> Result<InventoryWatcher, StartError> {
+    if cfg.standalone && cfg.pool_config.is_none() {
+        return Err(StartError::NoPoolConfig);
+    }
+    let pools = state::pool_config(cfg)?;
+    let links = NetlinkLinks::host().map_err(|e| StartError::Watcher(e.to_string()))?;
+    InventoryWatcher::start(
+        WatcherOptions {
+            sysfs_root: cfg.sysfs_root.clone(),
+            proc_root: Some(cfg.proc_root.clone()),
+            rescan_interval: cfg.reconcile_interval,
+        },
+        pools,
+        Arc::new(links),
+    )
+    .await
+    .map_err(|e| StartError::Watcher(e.to_string()))
 }
 
 /// Starts the agent and serves until `shutdown` resolves. Tests run it on a tempdir socket and

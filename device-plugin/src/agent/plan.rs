@@ -20,6 +20,7 @@ use sriov_proto::node::{
 
 use super::errors::AgentError;
 use super::leasing;
+use super::quarantine;
 use super::reclaim::{self, Liveness};
 use super::state::{Claim, State};
 use crate::ledger::{LedgerError, display_key};
@@ -71,7 +72,21 @@ pub async fn plan(state: &Arc<State>, req: PlanRequest) -> Result<Attachment, Ag
                 continue;
             }
         };
-        let att = record(state, &req, &key, &merged, &pf, &vf).await?;
+        let att = match record(state, &req, &key, &merged, &pf, &vf).await {
+            Ok(att) => att,
+            Err(AgentError::NotHome(why)) => {
+                drop(claim);
+                let why = quarantine::hold(state, vf.pci, why).await;
+                if state.cfg.standalone && req.device_id.is_empty() {
+                    continue; // the view now leaves it out: the next free VF of the pool
+                }
+                return Err(AgentError::OutOfService {
+                    device: vf.pci.to_string(),
+                    why,
+                });
+            }
+            Err(e) => return Err(e),
+        };
         let res = state.ledger.plan(&att);
         drop(claim);
         match res {
@@ -291,11 +306,19 @@ async fn resolve<'a>(state: &'a State, req: &PlanRequest) -> Result<Resolved<'a>
         }
         if !req.resource_name.is_empty()
             && let Some(pool) = snap.pool(&req.resource_name)
-            && !pool.vfs.contains(&pci)
+            && !pool.devices.iter().any(|d| d.pci == pci)
         {
             return Err(AgentError::NotInPool {
                 device: pci.to_string(),
-                pool: pool.resource.clone(),
+                pool: pool.resource(),
+            });
+        }
+        if let Some((pf, _)) = snap.vf(pci)
+            && let Some(why) = snap.unavailable(pf.pci, pci)
+        {
+            return Err(AgentError::OutOfService {
+                device: pci.to_string(),
+                why,
             });
         }
         let mut claims = state.claims.lock().unwrap_or_else(|e| e.into_inner());
@@ -322,15 +345,21 @@ async fn resolve<'a>(state: &'a State, req: &PlanRequest) -> Result<Resolved<'a>
             .ok_or_else(|| AgentError::UnknownPool(req.resource_name.clone()))?;
         let mut claims = state.claims.lock().unwrap_or_else(|e| e.into_inner());
         let mut chosen = None;
-        for pci in &pool.vfs {
-            if !claims.contains(pci) && state.ledger.vf_holder(&pci.to_string())?.is_none() {
-                chosen = Some(*pci);
+        let mut unavailable = 0;
+        for d in &pool.devices {
+            if !d.healthy {
+                unavailable += 1;
+                continue;
+            }
+            if !claims.contains(&d.pci) && state.ledger.vf_holder(&d.id)?.is_none() {
+                chosen = Some(d.pci);
                 break;
             }
         }
         let pci = chosen.ok_or_else(|| AgentError::PoolExhausted {
-            pool: pool.resource.clone(),
-            total: pool.vfs.len(),
+            pool: pool.resource(),
+            total: pool.devices.len(),
+            unavailable,
         })?;
         claims.insert(pci);
         pci
@@ -348,17 +377,32 @@ async fn resolve<'a>(state: &'a State, req: &PlanRequest) -> Result<Resolved<'a>
         .map_err(|e| AgentError::PodResources(e.to_string()))?;
         let mut claims = state.claims.lock().unwrap_or_else(|e| e.into_inner());
         let mut chosen = None;
+        let mut out_of_service = None;
         for id in &held {
             let Ok(pci) = id.parse::<PciAddr>() else {
                 continue;
             };
-            if snap.vf(pci).is_some()
-                && !claims.contains(&pci)
-                && state.ledger.vf_holder(id)?.is_none()
-            {
-                chosen = Some(pci);
-                break;
+            let Some((pf, _)) = snap.vf(pci) else {
+                continue;
+            };
+            if claims.contains(&pci) || state.ledger.vf_holder(id)?.is_some() {
+                continue;
             }
+            match snap.unavailable(pf.pci, pci) {
+                None => {
+                    chosen = Some(pci);
+                    break;
+                }
+                Some(why) => out_of_service = Some((pci, why)),
+            }
+        }
+        if chosen.is_none()
+            && let Some((pci, why)) = out_of_service
+        {
+            return Err(AgentError::OutOfService {
+                device: pci.to_string(),
+                why,
+            });
         }
         let pci = chosen.ok_or_else(|| AgentError::NoAllocatedDevice {
             pod,
@@ -479,11 +523,18 @@ async fn host_netdev(
                 AgentError::Hardware(format!("VF {}: re-create emulated VF: {e}", vf.pci))
             })?;
         return lookup(name.clone()).await?.ok_or_else(|| {
-            AgentError::Precondition(format!(
-                "VF {} netdev {name} is not in the host namespace",
+            AgentError::NotHome(format!(
+                "{} netdev {name} is not in the host namespace and no attachment holds it",
                 vf.pci
             ))
         });
+    }
+    if vf.driver.is_none() {
+        // No driver, no netdev anywhere: nothing is "away", the VF is just not usable as it is.
+        return Err(AgentError::Precondition(format!(
+            "VF {} has no driver bound: no netdev to attach",
+            vf.pci
+        )));
     }
     let names = discovery::vf_netdevs(&state.sysfs, vf.pci)
         .map_err(|e| AgentError::Hardware(format!("VF {}: {e}", vf.pci)))?;
@@ -492,8 +543,8 @@ async fn host_netdev(
             return Ok(l);
         }
     }
-    Err(AgentError::Precondition(format!(
-        "VF {} netdev is not in the host namespace (driver {}); is it still in a pod?",
+    Err(AgentError::NotHome(format!(
+        "{} netdev is not in the host namespace (driver {}) and no attachment holds it",
         vf.pci,
         vf.driver.as_deref().unwrap_or("none")
     )))

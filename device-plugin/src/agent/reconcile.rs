@@ -1,6 +1,6 @@
 //! The reconciler: frees attachments whose pod namespace is gone (a DEL that never came, a node
-//! reboot) and re-scans the inventory so new VFs appear. Runs once before the agent serves and
-//! then every `--reconcile-interval`.
+//! reboot) and brings quarantined VFs home. Runs once before the agent serves and then every
+//! `--reconcile-interval`. (The inventory watcher re-scans sysfs on its own schedule.)
 //!
 //! PLANNED attachments whose namespace is alive are left alone on later passes: a CNI may be in
 //! the middle of ADD. The first pass, before the agent serves, frees every PLANNED attachment:
@@ -67,26 +67,19 @@ pub async fn reconcile_once(state: &State, startup: bool) -> Pass {
     pass
 }
 
-/// Runs [`reconcile_once`] and a re-scan every `cfg.reconcile_interval` until the task is
-/// aborted.
+/// Runs [`reconcile_once`] and a quarantine pass every `cfg.reconcile_interval` until the task
+/// is aborted.
 pub async fn run(state: Arc<State>) {
     let mut tick = tokio::time::interval(state.cfg.reconcile_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await; // the first tick is immediate; the first pass ran before serving
     loop {
         tick.tick().await;
-        if state.has_feed() {
-            state.rescan().await;
-        } else {
-            let s = Arc::clone(&state);
-            if let Err(e) = tokio::task::spawn_blocking(move || s.rediscover()).await {
-                tracing::error!(error = %e, "reconcile: re-scan panicked");
-            }
-        }
         if let Some(src) = &state.podtable {
             let outcome = src.lock().unwrap_or_else(|e| e.into_inner()).refresh();
             state.table_refreshed(&outcome);
         }
         reconcile_once(&state, false).await;
+        super::quarantine::bring_home_all(&state).await;
     }
 }

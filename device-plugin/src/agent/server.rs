@@ -6,7 +6,7 @@ use std::sync::Arc;
 use sriov_proto::node::node_server::Node;
 use sriov_proto::node::{
     Attachment, AttachmentKey, CommitRequest, Empty, FetchResponse, GcRequest, GcResponse,
-    PlanRequest, PoolStatus, StatusRequest, StatusResponse,
+    OutOfService, PlanRequest, PoolStatus, StatusRequest, StatusResponse,
 };
 use tonic::{Request, Response, Status};
 
@@ -37,25 +37,42 @@ fn key_of(k: AttachmentKey) -> Result<AttachmentKey, AgentError> {
     Ok(k)
 }
 
-/// The Status answer: every attachment, each pool's free VFs, the pod table's health.
+/// The Status answer: every attachment, each pool's free and out-of-service VFs, the quarantine,
+/// the pod table's health, the leases.
 pub fn status(state: &State) -> Result<StatusResponse, AgentError> {
     let attachments = state.ledger.list()?;
-    let snap = state.snapshot();
-    let mut pools = Vec::with_capacity(snap.pools.len());
-    for p in &snap.pools {
+    let view = state.snapshot();
+    let mut pools = Vec::with_capacity(view.pools.len());
+    for p in view.pools.iter() {
         let mut free = Vec::new();
-        for pci in &p.vfs {
-            let pci = pci.to_string();
-            if state.ledger.vf_holder(&pci)?.is_none() {
-                free.push(pci);
+        let mut out_of_service = Vec::new();
+        for d in &p.devices {
+            if state.ledger.vf_holder(&d.id)?.is_some() {
+                continue;
+            }
+            match view.unavailable(d.pf, d.pci) {
+                None => free.push(d.id.clone()),
+                Some(why) => out_of_service.push(OutOfService {
+                    pci: d.id.clone(),
+                    reason: why.to_string(),
+                }),
             }
         }
         pools.push(PoolStatus {
-            resource: p.resource.clone(),
-            total: p.vfs.len() as u32,
+            resource: p.resource(),
+            total: p.devices.len() as u32,
             free,
+            out_of_service,
         });
     }
+    let quarantined = view
+        .quarantine
+        .iter()
+        .map(|(pci, reason)| OutOfService {
+            pci: pci.to_string(),
+            reason: reason.clone(),
+        })
+        .collect();
     let (pod_table_error, pod_table_loads) = match &state.podtable {
         Some(src) => {
             let st = src.lock().unwrap_or_else(|e| e.into_inner()).status();
@@ -74,6 +91,7 @@ pub fn status(state: &State) -> Result<StatusResponse, AgentError> {
         pod_table_loads,
         leased_ips,
         fenced_ips,
+        quarantined,
     })
 }
 

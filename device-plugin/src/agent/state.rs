@@ -1,23 +1,23 @@
-//! What the running agent holds: its configuration, the ledger, the pool config and inventory
-//! snapshot, the pod table source, and the in-flight VF claims of concurrent Plans.
+//! What the running agent holds: its configuration, the ledger, the inventory watcher (the one
+//! owner of inventory, pools and health), the pod table source, and the in-flight VF claims of
+//! concurrent Plans.
 
 use std::collections::HashSet;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sriov_hw::PciAddr;
-use sriov_hw::discovery::{self, Inventory, Pf, Vf};
 use sriov_hw::sysfs::Sysfs;
 
 use super::errors::StartError;
-use super::inventory::InventoryFeed;
 use crate::cluster::Events;
 use crate::cluster::leases::Leases;
+use crate::health::{InventoryWatcher, NodeView};
 use crate::ledger::Ledger;
 use crate::podtable::PodTableSource;
 use crate::podtable::RefreshOutcome;
-use crate::pools::{self, Pool, PoolConfig};
+use crate::pools::PoolConfig;
 
 /// How the agent runs (the `run` flags).
 #[derive(Debug, Clone)]
@@ -60,55 +60,13 @@ impl AgentConfig {
     }
 }
 
-/// The inventory and the pools built from it; swapped whole when either changes.
-#[derive(Debug, Default)]
-pub struct Snapshot {
-    pub inventory: Arc<Inventory>,
-    pub pools: Vec<Pool>,
-}
-
-impl Snapshot {
-    fn build(cfg: &PoolConfig, inventory: Arc<Inventory>) -> Self {
-        let mut pools = pools::assign(cfg, &inventory);
-        for p in &mut pools {
-            p.vfs.sort();
-        }
-        Snapshot { inventory, pools }
-    }
-
-    /// The VF at `pci` and its PF.
-    pub fn vf(&self, pci: PciAddr) -> Option<(&Pf, &Vf)> {
-        self.inventory
-            .pfs
-            .iter()
-            .find_map(|pf| pf.vfs.iter().find(|v| v.pci == pci).map(|v| (pf, v)))
-    }
-
-    /// The pool named `name`: its full `<prefix>/<name>`, or the bare name when that is unique.
-    pub fn pool(&self, name: &str) -> Option<&Pool> {
-        if let Some(p) = self.pools.iter().find(|p| p.resource == name) {
-            return Some(p);
-        }
-        let mut bare = self
-            .pools
-            .iter()
-            .filter(|p| p.resource.rsplit('/').next() == Some(name));
-        match (bare.next(), bare.next()) {
-            (Some(p), None) => Some(p),
-            _ => None,
-        }
-    }
-}
-
 /// The agent's shared state. One per agent; handlers hold an `Arc`.
 pub struct State {
     pub cfg: AgentConfig,
     pub ledger: Ledger,
     pub sysfs: Sysfs,
-    /// The inventory's source when the agent does not scan sysfs itself (see [`InventoryFeed`]).
-    feed: Option<Arc<dyn InventoryFeed>>,
-    pool_config: RwLock<Arc<PoolConfig>>,
-    snapshot: RwLock<Arc<Snapshot>>,
+    /// The one owner of inventory, pools, PF health and the quarantine.
+    pub watcher: Arc<InventoryWatcher>,
     pub podtable: Option<Arc<Mutex<PodTableSource>>>,
     /// VFs chosen by a Plan that has not written the ledger yet (so two Plans never pick one VF
     /// while the first is still reading the VF's original state).
@@ -126,17 +84,11 @@ pub struct State {
 }
 
 impl State {
-    /// Opens the ledger, loads the pool config and discovers the inventory.
-    pub fn open(cfg: AgentConfig) -> Result<Self, StartError> {
-        Self::open_with(cfg, None)
-    }
-
-    /// As [`State::open`]; with a `feed`, the inventory is the feed's instead of a scan of our
-    /// own, now and on every rescan.
-    pub fn open_with(
-        cfg: AgentConfig,
-        feed: Option<Arc<dyn InventoryFeed>>,
-    ) -> Result<Self, StartError> {
+    /// Opens the ledger and takes the inventory, pools and health from `watcher`.
+    pub fn open(cfg: AgentConfig, watcher: Arc<InventoryWatcher>) -> Result<Self, StartError> {
+        if cfg.standalone && cfg.pool_config.is_none() {
+            return Err(StartError::NoPoolConfig);
+        }
         std::fs::create_dir_all(&cfg.state_dir).map_err(|source| StartError::StateDir {
             dir: cfg.state_dir.display().to_string(),
             source,
@@ -145,18 +97,8 @@ impl State {
             dir: cfg.state_dir.display().to_string(),
             source,
         })?;
-        let pool_config = match &cfg.pool_config {
-            Some(path) => load_pools(path)?,
-            None if cfg.standalone => return Err(StartError::NoPoolConfig),
-            None => PoolConfig::default(),
-        };
         let sysfs = Sysfs::new(&cfg.sysfs_root);
-        let inventory = match &feed {
-            Some(f) => f.current(),
-            None => Arc::new(discover_logged(&sysfs, &cfg)),
-        };
-        let snapshot = Snapshot::build(&pool_config, inventory);
-        log_pools(&snapshot);
+        log_pools(&watcher.snapshot());
         let podtable = match (&cfg.pod_table, &cfg.pod_table_pushed) {
             (Some(p), _) => {
                 let mut src = PodTableSource::new(p);
@@ -169,9 +111,7 @@ impl State {
         Ok(State {
             ledger,
             sysfs,
-            feed,
-            pool_config: RwLock::new(Arc::new(pool_config)),
-            snapshot: RwLock::new(Arc::new(snapshot)),
+            watcher,
             podtable,
             claims: Mutex::new(HashSet::new()),
             plan_lock: tokio::sync::Mutex::new(()),
@@ -183,65 +123,16 @@ impl State {
         })
     }
 
-    /// The inventory and pools in force (with a feed: rebuilt first if the feed's inventory
-    /// changed since).
-    pub fn snapshot(&self) -> Arc<Snapshot> {
-        let cur = Arc::clone(&self.snapshot.read().unwrap_or_else(|e| e.into_inner()));
-        if let Some(feed) = &self.feed {
-            let inv = feed.current();
-            if !Arc::ptr_eq(&inv, &cur.inventory) {
-                return self.install(inv);
-            }
-        }
-        cur
+    /// The inventory, pools, health and quarantine in force.
+    pub fn snapshot(&self) -> NodeView {
+        self.watcher.snapshot()
     }
 
-    /// Whether the inventory comes from a feed (so [`State::rescan`] does no blocking I/O).
-    pub fn has_feed(&self) -> bool {
-        self.feed.is_some()
-    }
-
-    /// Re-scans: through the feed when there is one, else sysfs here (blocking reads, as
-    /// [`State::rediscover`]).
+    /// Re-scans sysfs now (a VF named by a request may have been created since the last scan).
     pub async fn rescan(&self) {
-        match &self.feed {
-            Some(f) => {
-                f.rescan().await;
-                self.snapshot();
-            }
-            None => self.rediscover(),
+        if let Err(e) = self.watcher.rescan_now().await {
+            tracing::warn!(error = %e, "inventory rescan failed; keeping the last inventory");
         }
-    }
-
-    /// Re-reads the inventory and rebuilds the pools: a sysfs scan of our own (blocking file
-    /// reads: call from a blocking context or accept a short stall), or the feed's current one.
-    pub fn rediscover(&self) {
-        let inventory = match &self.feed {
-            Some(f) => f.current(),
-            None => {
-                let prev = Arc::clone(&self.snapshot().inventory);
-                let scan = discovery::discover(&self.sysfs, Some(&self.cfg.proc_root));
-                Arc::new(scan.carry_over(&prev))
-            }
-        };
-        self.install(inventory);
-    }
-
-    /// Builds the pools of `inventory` under the current config and puts them in force.
-    fn install(&self, inventory: Arc<Inventory>) -> Arc<Snapshot> {
-        let cfg = self.pool_config();
-        let next = Arc::new(Snapshot::build(&cfg, inventory));
-        let mut slot = self.snapshot.write().unwrap_or_else(|e| e.into_inner());
-        let before = Arc::clone(&slot);
-        if before.inventory.vfs().count() != next.inventory.vfs().count() {
-            tracing::info!(
-                before = before.inventory.vfs().count(),
-                after = next.inventory.vfs().count(),
-                "inventory changed"
-            );
-        }
-        *slot = Arc::clone(&next);
-        next
     }
 
     /// Wakes the re-apply task when `outcome` put a new table in force.
@@ -251,30 +142,29 @@ impl State {
         }
     }
 
-    fn pool_config(&self) -> Arc<PoolConfig> {
-        Arc::clone(&self.pool_config.read().unwrap_or_else(|e| e.into_inner()))
-    }
-
-    /// Re-reads the pool config file (SIGHUP). An invalid file leaves the last good config in
+    /// Re-reads the pool config file (SIGHUP) and hands it to the watcher, which re-assigns the
+    /// pools for the node API and kubelet at once. An invalid file leaves the last good config in
     /// force and returns the error.
-    pub fn reload_pools(&self) -> Result<(), StartError> {
+    pub async fn reload_pools(&self) -> Result<(), StartError> {
         let Some(path) = &self.cfg.pool_config else {
             return Ok(());
         };
         let cfg = load_pools(path)?;
-        *self.pool_config.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(cfg);
-        self.rediscover();
+        self.watcher
+            .set_config(cfg)
+            .await
+            .map_err(|e| StartError::Watcher(e.to_string()))?;
         log_pools(&self.snapshot());
         Ok(())
     }
 }
 
-fn discover_logged(sysfs: &Sysfs, cfg: &AgentConfig) -> Inventory {
-    let inventory = discovery::discover(sysfs, Some(&cfg.proc_root));
-    for w in &inventory.warnings {
-        tracing::warn!("discovery: {w}");
+/// The pool config of `cfg` (empty without a file), parsed once for the watcher.
+pub fn pool_config(cfg: &AgentConfig) -> Result<PoolConfig, StartError> {
+    match &cfg.pool_config {
+        Some(path) => load_pools(path),
+        None => Ok(PoolConfig::default()),
     }
-    inventory
 }
 
 fn load_pools(path: &std::path::Path) -> Result<PoolConfig, StartError> {
@@ -284,9 +174,9 @@ fn load_pools(path: &std::path::Path) -> Result<PoolConfig, StartError> {
     })
 }
 
-fn log_pools(s: &Snapshot) {
-    for p in &s.pools {
-        tracing::info!(pool = %p.resource, vfs = p.vfs.len(), "pool");
+fn log_pools(s: &NodeView) {
+    for p in s.pools.iter() {
+        tracing::info!(pool = %p.resource(), vfs = p.devices.len(), "pool");
     }
 }
 

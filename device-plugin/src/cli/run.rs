@@ -11,12 +11,11 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::signal::unix::{SignalKind, signal};
 
-use crate::agent::{Agent, AgentConfig, InventoryFeed, StartError, State};
+use crate::agent::{Agent, AgentConfig, State};
 use crate::cluster::leases::{LeaseTiming, Leases};
 use crate::health::{InventoryWatcher, NetlinkLinks, WatcherOptions};
 use crate::kubelet::{DevicePluginManager, ManagerConfig};
 use crate::metrics::{AgentMetrics, Registry};
-use crate::pools::PoolConfig;
 
 /// Arguments of `run`.
 #[derive(Debug, clap::Args)]
@@ -146,15 +145,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let api = api_client(&args).await?;
         let registry = Registry::new();
         let metrics = AgentMetrics::new(&registry).context("metrics")?;
-        let pools = match &args.config {
-            Some(p) => PoolConfig::load(p).map_err(|source| StartError::Pools {
-                path: p.display().to_string(),
-                source,
-            })?,
-            None => PoolConfig::default(),
-        };
-        // The kubelet's view: inventory + health (netlink link events) published as snapshots.
-        // Its sysfs scan is the only one: the node API's inventory is fed from it.
+        let cfg: AgentConfig = (&args).into();
+        let pools = crate::agent::state::pool_config(&cfg)?;
+        // The one owner of inventory, pools and health (netlink link events): the node API and
+        // the kubelet side both read its view; its sysfs scan is the only one.
         let watcher = InventoryWatcher::start(
             WatcherOptions {
                 sysfs_root: args.sysfs_root.clone(),
@@ -167,7 +161,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .await
         .context("inventory watcher")?;
         let watcher = Arc::new(watcher);
-        let feed: Arc<dyn InventoryFeed> = watcher.clone();
         let events = api.as_ref().map(|c| crate::cluster::Events::new(c.clone(), &node));
         let leases = match &api {
             Some(client) if args.ip_leases => {
@@ -188,7 +181,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             events,
             leases: leases.clone(),
         });
-        let agent = Agent::start_with((&args).into(), Some(feed), link).await?;
+        let agent = Agent::start_with(cfg, Some(Arc::clone(&watcher)), link).await?;
         let state = Arc::clone(agent.state());
         let renewer = leases.map(|l| {
             let fencer = Arc::new(crate::agent::leasing::LedgerFencer {
@@ -249,11 +242,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         ));
         let reload = {
             let (state, metrics) = (Arc::clone(&state), metrics.clone());
-            let config = args.config.clone();
-            let watcher = Arc::clone(&watcher);
             tokio::spawn(async move {
                 while hup.recv().await.is_some() {
-                    reload_pools(&state, &watcher, &metrics, config.as_deref()).await;
+                    reload_pools(&state, &metrics).await;
                 }
             })
         };
@@ -298,20 +289,13 @@ async fn api_client(args: &Args) -> anyhow::Result<Option<kube::Client>> {
     }
 }
 
-/// SIGHUP: the node API's pools and the kubelet's inventory take the new config together; an
-/// invalid file leaves both on the last good one.
-async fn reload_pools(
-    state: &State,
-    watcher: &InventoryWatcher,
-    metrics: &AgentMetrics,
-    config: Option<&std::path::Path>,
-) {
-    let Some(path) = config else { return };
-    let res = match (state.reload_pools(), PoolConfig::load(path)) {
-        (Ok(()), Ok(cfg)) => watcher.set_config(cfg).await.map_err(|e| e.to_string()),
-        (Err(e), _) => Err(e.to_string()),
-        (_, Err(e)) => Err(e.to_string()),
-    };
+/// SIGHUP: the watcher takes the new pool config, for the node API and the kubelet side at once;
+/// an invalid file leaves the last good one in force.
+async fn reload_pools(state: &State, metrics: &AgentMetrics) {
+    if state.cfg.pool_config.is_none() {
+        return;
+    }
+    let res = state.reload_pools().await;
     metrics.config_reload(res.is_ok());
     match res {
         Ok(()) => tracing::info!("SIGHUP: pool config reloaded"),
@@ -329,14 +313,14 @@ async fn publish_counts(
 ) {
     let mut last_loads = (0u64, 0u64);
     loop {
-        let snap = state.snapshot();
+        let view = state.snapshot();
         if let Ok(atts) = state.ledger.list() {
-            for pool in &snap.pools {
+            for pool in view.pools.iter() {
                 let n = atts
                     .iter()
-                    .filter(|a| a.vf_pci.parse().is_ok_and(|p| pool.vfs.contains(&p)))
+                    .filter(|a| pool.devices.iter().any(|d| d.id == a.vf_pci))
                     .count();
-                metrics.set_attached(&pool.resource, n);
+                metrics.set_attached(&pool.resource(), n);
             }
         }
         if let Some(l) = &state.leases {

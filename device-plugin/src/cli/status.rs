@@ -105,7 +105,14 @@ pub fn to_json(r: &StatusResponse) -> Value {
     let pools: Vec<Value> = r
         .pools
         .iter()
-        .map(|p| json!({"resource": p.resource, "total": p.total, "free": p.free}))
+        .map(|p| {
+            json!({
+                "resource": p.resource,
+                "total": p.total,
+                "free": p.free,
+                "out_of_service": out_of_service(&p.out_of_service),
+            })
+        })
         .collect();
     json!({
         "attachments": attachments,
@@ -115,7 +122,14 @@ pub fn to_json(r: &StatusResponse) -> Value {
             "error": (!r.pod_table_error.is_empty()).then_some(&r.pod_table_error),
         },
         "leases": {"held": r.leased_ips, "fenced": r.fenced_ips},
+        "quarantined": out_of_service(&r.quarantined),
     })
+}
+
+fn out_of_service(list: &[sriov_proto::node::OutOfService]) -> Vec<Value> {
+    list.iter()
+        .map(|o| json!({"pci": o.pci, "reason": o.reason}))
+        .collect()
 }
 
 fn print_table(r: &StatusResponse) {
@@ -149,6 +163,12 @@ fn print_table(r: &StatusResponse) {
             p.total,
             p.free.join(",")
         );
+        for o in &p.out_of_service {
+            println!("  out of service {}: {}", o.pci, o.reason);
+        }
+    }
+    for o in &r.quarantined {
+        println!("quarantined {}: {}", o.pci, o.reason);
     }
     if !r.pod_table_error.is_empty() {
         println!("pod table error: {}", r.pod_table_error);

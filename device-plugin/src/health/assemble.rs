@@ -1,7 +1,7 @@
-//! The pure part of the watcher: from the pool config, the discovered inventory and the PF link
-//! states to the snapshot kubelet is served. No I/O, so it is tested on fixture inventories.
+//! The pure part of the watcher: from the pool config, the discovered inventory, the PF link
+//! states and the quarantine to the [`NodeView`] everyone is served. No I/O.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use sriov_hw::PciAddr;
@@ -9,7 +9,8 @@ use sriov_hw::discovery::{Inventory, Pf, Vf};
 use sriov_hw::netlink::LinkInfo;
 
 use super::links::pf_link_healthy;
-use crate::pools::{Device, PoolConfig, PoolDevices, Snapshot, assign};
+use super::view::{NodeView, Quarantine};
+use crate::pools::{Device, PoolConfig, PoolDevices, assign};
 
 /// PF netdev name → its link state (`None`: no such link in this namespace), as the watcher
 /// last saw it.
@@ -33,17 +34,25 @@ pub fn pf_healthy(pf: &Pf, links: &LinkStates) -> bool {
 
 /// Every pool of `cfg` (in config order, empty pools included, so kubelet learns a pool lost its
 /// devices) with its devices sorted by PCI address. Pool membership is [`assign`]'s (first
-/// matching pool wins; PFs carrying the default route are skipped).
-pub fn snapshot(cfg: &PoolConfig, inv: &Inventory, links: &LinkStates) -> Snapshot {
+/// matching pool wins; PFs carrying the default route are skipped). A device is healthy unless
+/// its PF's link is down or it is quarantined.
+pub fn view(
+    cfg: &PoolConfig,
+    inventory: &Arc<Inventory>,
+    links: &LinkStates,
+    quarantine: &Arc<Quarantine>,
+) -> NodeView {
+    let inv: &Inventory = inventory;
     let by_pci: HashMap<PciAddr, (&Pf, &Vf)> = inv
         .pfs
         .iter()
         .flat_map(|pf| pf.vfs.iter().map(move |vf| (vf.pci, (pf, vf))))
         .collect();
-    let healthy: HashMap<PciAddr, bool> = inv
+    let down_pfs: BTreeMap<PciAddr, String> = inv
         .pfs
         .iter()
-        .map(|pf| (pf.pci, pf_healthy(pf, links)))
+        .filter(|pf| !pf_healthy(pf, links))
+        .map(|pf| (pf.pci, health_netdev(pf).unwrap_or_default().to_string()))
         .collect();
     let pools = assign(cfg, inv);
     let out = cfg
@@ -58,7 +67,7 @@ pub fn snapshot(cfg: &PoolConfig, inv: &Inventory, links: &LinkStates) -> Snapsh
                 .map(|(pf, vf)| Device {
                     id: vf.pci.to_string(),
                     pci: vf.pci,
-                    healthy: healthy.get(&pf.pci).copied().unwrap_or(true),
+                    healthy: !down_pfs.contains_key(&pf.pci) && !quarantine.contains_key(&vf.pci),
                     numa_node: vf.numa_node,
                     pf: pf.pci,
                     pf_name: health_netdev(pf).unwrap_or_default().to_string(),
@@ -77,5 +86,10 @@ pub fn snapshot(cfg: &PoolConfig, inv: &Inventory, links: &LinkStates) -> Snapsh
             }
         })
         .collect();
-    Arc::new(out)
+    NodeView {
+        inventory: Arc::clone(inventory),
+        pools: Arc::new(out),
+        down_pfs: Arc::new(down_pfs),
+        quarantine: Arc::clone(quarantine),
+    }
 }

@@ -1,10 +1,13 @@
-//! [`InventoryWatcher`]: one task that owns the inventory, the pool config and the PF link
-//! states, and publishes a [`Snapshot`] whenever what kubelet would see changes.
+//! [`InventoryWatcher`]: the one owner of the node's inventory, the pool config, the PF link
+//! states and the VF quarantine. It publishes a [`NodeView`] whenever any of them changes; the
+//! node API, every ListAndWatch stream and the metrics all read that one view.
 //!
 //! Inputs, all handled by the same task so they never race:
 //! - link events from a [`LinkSource`] (PF down → its VFs Unhealthy, within milliseconds);
 //! - a periodic sysfs rescan ([`WatcherOptions::rescan_interval`]), and [`InventoryWatcher::rescan_now`];
-//! - a new pool config ([`InventoryWatcher::set_config`]).
+//! - a new pool config ([`InventoryWatcher::set_config`]);
+//! - the agent's quarantine of a VF whose netdev is not home, and its lifting
+//!   ([`InventoryWatcher::quarantine`], [`InventoryWatcher::lift`]).
 //!
 //! Missed link events are survivable: an overrun, a broken subscription (re-subscribed after
 //! [`RESUBSCRIBE_DELAY`]) and every rescan re-read the PF links.
@@ -23,7 +26,8 @@ use tokio::time::Instant;
 
 use super::assemble::{self, LinkStates, health_netdev, pf_healthy};
 use super::links::LinkSource;
-use crate::pools::{PoolConfig, Snapshot};
+use super::view::{NodeView, Quarantine};
+use crate::pools::PoolConfig;
 
 /// How often sysfs is re-scanned unless configured otherwise.
 pub const DEFAULT_RESCAN_INTERVAL: Duration = Duration::from_secs(10);
@@ -87,14 +91,15 @@ pub enum HealthError {
 enum Command {
     Rescan(oneshot::Sender<ScanStats>),
     SetConfig(PoolConfig, oneshot::Sender<()>),
+    Quarantine(sriov_hw::PciAddr, String, oneshot::Sender<()>),
+    Lift(sriov_hw::PciAddr, oneshot::Sender<()>),
 }
 
 /// The truthful inventory. Create with [`InventoryWatcher::start`]; follow
 /// [`InventoryWatcher::subscribe`]. Dropping it stops the watcher task.
 pub struct InventoryWatcher {
     cmds: mpsc::UnboundedSender<Command>,
-    snapshots: watch::Receiver<Snapshot>,
-    inventory: watch::Receiver<Arc<Inventory>>,
+    views: watch::Receiver<NodeView>,
     stats: watch::Receiver<ScanStats>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -119,17 +124,16 @@ impl InventoryWatcher {
         }
         // Subscribe before reading, so no change between the read and the subscription is lost.
         let events = links.subscribe()?;
-        let (snap_tx, snapshots) = watch::channel(Snapshot::default());
-        let (inv_tx, inventory) = watch::channel(Arc::new(Inventory::default()));
+        let (view_tx, views) = watch::channel(NodeView::default());
         let (stats_tx, stats) = watch::channel(ScanStats::default());
         let mut worker = Worker {
             opts,
             cfg: config,
             inv: Arc::new(Inventory::default()),
             links: LinkStates::new(),
+            quarantine: Arc::new(Quarantine::new()),
             source: links,
-            snapshots: snap_tx,
-            inventory: inv_tx,
+            views: view_tx,
             stats: stats_tx,
         };
         worker.rescan().await;
@@ -137,32 +141,26 @@ impl InventoryWatcher {
         let task = tokio::spawn(worker.run(Some(events), cmd_rx));
         Ok(InventoryWatcher {
             cmds,
-            snapshots,
-            inventory,
+            views,
             stats,
             task,
         })
     }
 
-    /// A receiver that sees every new snapshot (each ListAndWatch stream follows one). A value is
-    /// sent only when the snapshot differs from the previous one.
-    pub fn subscribe(&self) -> watch::Receiver<Snapshot> {
-        self.snapshots.clone()
+    /// A receiver that sees every new view (each ListAndWatch stream follows one). A value is
+    /// sent only when the view differs from the previous one.
+    pub fn subscribe(&self) -> watch::Receiver<NodeView> {
+        self.views.clone()
     }
 
-    /// The current snapshot.
-    pub fn snapshot(&self) -> Snapshot {
-        self.snapshots.borrow().clone()
+    /// The current view.
+    pub fn snapshot(&self) -> NodeView {
+        self.views.borrow().clone()
     }
 
-    /// The inventory of the last rescan (what the agent's plan resolves VFs against).
+    /// The inventory of the last rescan.
     pub fn inventory(&self) -> Arc<Inventory> {
-        self.inventory.borrow().clone()
-    }
-
-    /// A receiver that sees every changed inventory.
-    pub fn subscribe_inventory(&self) -> watch::Receiver<Arc<Inventory>> {
-        self.inventory.clone()
+        Arc::clone(&self.views.borrow().inventory)
     }
 
     /// Statistics of the rescans so far.
@@ -187,10 +185,30 @@ impl InventoryWatcher {
     /// Replaces the pool config (a reload that validated); returns once the re-assigned snapshot
     /// is published. The inventory is not re-scanned.
     pub async fn set_config(&self, config: PoolConfig) -> Result<(), HealthError> {
+        self.ask(|tx| Command::SetConfig(config, tx)).await
+    }
+
+    /// Takes the VF at `pci` out of service (Unhealthy to kubelet, never picked by Plan) until
+    /// [`InventoryWatcher::lift`]; returns once the view says so.
+    pub async fn quarantine(
+        &self,
+        pci: sriov_hw::PciAddr,
+        reason: String,
+    ) -> Result<(), HealthError> {
+        self.ask(|tx| Command::Quarantine(pci, reason, tx)).await
+    }
+
+    /// Puts a quarantined VF back in service; returns once the view says so.
+    pub async fn lift(&self, pci: sriov_hw::PciAddr) -> Result<(), HealthError> {
+        self.ask(|tx| Command::Lift(pci, tx)).await
+    }
+
+    async fn ask(
+        &self,
+        cmd: impl FnOnce(oneshot::Sender<()>) -> Command,
+    ) -> Result<(), HealthError> {
         let (tx, rx) = oneshot::channel();
-        self.cmds
-            .send(Command::SetConfig(config, tx))
-            .map_err(|_| HealthError::Stopped)?;
+        self.cmds.send(cmd(tx)).map_err(|_| HealthError::Stopped)?;
         rx.await.map_err(|_| HealthError::Stopped)
     }
 }
@@ -201,9 +219,9 @@ struct Worker {
     cfg: PoolConfig,
     inv: Arc<Inventory>,
     links: LinkStates,
+    quarantine: Arc<Quarantine>,
     source: Arc<dyn LinkSource>,
-    snapshots: watch::Sender<Snapshot>,
-    inventory: watch::Sender<Arc<Inventory>>,
+    views: watch::Sender<NodeView>,
     stats: watch::Sender<ScanStats>,
 }
 
@@ -258,6 +276,21 @@ impl Worker {
                     Some(Command::SetConfig(cfg, ack)) => {
                         self.cfg = cfg;
                         self.publish();
+                        let _ = ack.send(());
+                    }
+                    Some(Command::Quarantine(pci, reason, ack)) => {
+                        if self.quarantine.get(&pci) != Some(&reason) {
+                            tracing::warn!(vf = %pci, %reason, "VF quarantined");
+                            Arc::make_mut(&mut self.quarantine).insert(pci, reason);
+                            self.publish();
+                        }
+                        let _ = ack.send(());
+                    }
+                    Some(Command::Lift(pci, ack)) => {
+                        if Arc::make_mut(&mut self.quarantine).remove(&pci).is_some() {
+                            tracing::info!(vf = %pci, "VF back in service");
+                            self.publish();
+                        }
                         let _ = ack.send(());
                     }
                 },
@@ -368,6 +401,14 @@ impl Worker {
             );
         }
         let inv = inv.carry_over(&self.inv);
+        if self
+            .quarantine
+            .keys()
+            .any(|pci| !inv.vfs().any(|v| v.pci == *pci))
+        {
+            // A quarantined VF that is gone (numvfs lowered) has nothing left to bring home.
+            Arc::make_mut(&mut self.quarantine).retain(|pci, _| inv.vfs().any(|v| v.pci == *pci));
+        }
         if inv.warnings != self.inv.warnings {
             for w in &inv.warnings {
                 tracing::warn!(root = %self.opts.sysfs_root.display(), "{w}");
@@ -421,22 +462,14 @@ impl Worker {
         self.links = fresh;
     }
 
-    /// Assembles the snapshot and sends it (and the inventory) only if it changed.
+    /// Assembles the view and sends it only if it changed.
     fn publish(&self) {
-        let snap = assemble::snapshot(&self.cfg, &self.inv, &self.links);
-        self.snapshots.send_if_modified(|cur| {
-            if **cur == *snap {
+        let next = assemble::view(&self.cfg, &self.inv, &self.links, &self.quarantine);
+        self.views.send_if_modified(|cur| {
+            if *cur == next {
                 return false;
             }
-            *cur = snap;
-            true
-        });
-        let inv = &self.inv;
-        self.inventory.send_if_modified(|cur| {
-            if **cur == **inv {
-                return false;
-            }
-            *cur = inv.clone();
+            *cur = next;
             true
         });
     }

@@ -26,6 +26,7 @@ use super::registration::{Registration, register_until_ok};
 use super::view::PoolView;
 use super::watch::KubeletSocket;
 use super::{DEFAULT_KUBELET_DIR, socket_file_name};
+use crate::health::NodeView;
 use crate::pools::{PoolDevices, Snapshot};
 
 /// Delay before retrying a pool socket that could not be bound.
@@ -96,7 +97,7 @@ impl DevicePluginManager {
     /// served.
     ///
     /// ```no_run
-    /// # async fn run(snapshots: tokio::sync::watch::Receiver<device_plugin::pools::Snapshot>) {
+    /// # async fn run(snapshots: tokio::sync::watch::Receiver<device_plugin::health::NodeView>) {
     /// use device_plugin::kubelet::{DevicePluginManager, ManagerConfig};
     /// let config = ManagerConfig { cdi: true, ..ManagerConfig::default() };
     /// let handle = DevicePluginManager::start(config, snapshots);
@@ -104,7 +105,7 @@ impl DevicePluginManager {
     /// handle.shutdown().await;
     /// # }
     /// ```
-    pub fn start(config: ManagerConfig, snapshots: watch::Receiver<Snapshot>) -> ManagerHandle {
+    pub fn start(config: ManagerConfig, snapshots: watch::Receiver<NodeView>) -> ManagerHandle {
         let stale = super::allocate::remove_stale_devinfo_temps(&config.devinfo_dir);
         if stale > 0 {
             tracing::info!(removed = stale, dir = %config.devinfo_dir.display(),
@@ -205,10 +206,10 @@ struct Entry {
 impl Manager {
     async fn run(
         mut self,
-        mut snapshots: watch::Receiver<Snapshot>,
+        mut snapshots: watch::Receiver<NodeView>,
         mut stop: oneshot::Receiver<()>,
     ) {
-        let first = snapshots.borrow_and_update().clone();
+        let first = snapshots.borrow_and_update().pools.clone();
         self.apply(&first);
         let mut tick = tokio::time::interval(self.config.poll_interval);
         tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -218,7 +219,7 @@ impl Manager {
                 _ = &mut stop => break,
                 changed = snapshots.changed(), if open => match changed {
                     Ok(()) => {
-                        let snap = snapshots.borrow_and_update().clone();
+                        let snap = snapshots.borrow_and_update().pools.clone();
                         self.apply(&snap);
                     }
                     Err(_) => {

@@ -171,7 +171,7 @@ impl AgentMetrics {
             ..self.clone()
         };
         self.registry.add_collector(move || {
-            m.observe_snapshot(&snaps.borrow());
+            m.observe_snapshot(&snaps.borrow().pools);
             m.observe_scan(&stats.borrow());
         });
     }

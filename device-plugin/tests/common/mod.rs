@@ -7,8 +7,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use device_plugin::health::NodeView;
 use device_plugin::kubelet::{DevicePluginManager, ManagerConfig, ManagerHandle};
-use device_plugin::pools::{AllocationPolicy, Device, PoolDevices, Snapshot};
+use device_plugin::pools::{AllocationPolicy, Device, PoolDevices};
 use hw_tests::kubelet::KubeletStandIn;
 use sriov_hw::PciAddr;
 use tokio::sync::watch;
@@ -57,7 +58,7 @@ pub fn vfs(buses: &[u8], n: u8, numa: impl Fn(u8) -> Option<u32>) -> Vec<Device>
 pub struct Bed {
     pub dir: tempfile::TempDir,
     pub devinfo: tempfile::TempDir,
-    pub snapshots: watch::Sender<Snapshot>,
+    pub snapshots: watch::Sender<NodeView>,
     pub kubelet: KubeletStandIn,
     pub manager: Option<ManagerHandle>,
 }
@@ -77,7 +78,7 @@ impl Bed {
         cdi: bool,
     ) -> Self {
         let devinfo = tempfile::tempdir().expect("tempdir");
-        let (snapshots, rx) = watch::channel(Arc::new(pools));
+        let (snapshots, rx) = watch::channel(view(pools));
         let manager = DevicePluginManager::start(config(dir.path(), devinfo.path(), cdi), rx);
         Self {
             dir,
@@ -89,7 +90,7 @@ impl Bed {
     }
 
     pub fn publish(&self, pools: Vec<PoolDevices>) {
-        self.snapshots.send_replace(Arc::new(pools));
+        self.snapshots.send_replace(view(pools));
     }
 
     pub fn manager(&self) -> &ManagerHandle {
@@ -111,6 +112,14 @@ impl Bed {
             .unwrap_or_default();
         v.sort();
         v
+    }
+}
+
+/// What the watcher would publish for `pools` (the manager reads only the pools).
+fn view(pools: Vec<PoolDevices>) -> NodeView {
+    NodeView {
+        pools: Arc::new(pools),
+        ..NodeView::default()
     }
 }
 
