@@ -107,21 +107,62 @@ struct Trees {
     att: sled::Tree,
     vf: sled::Tree,
     ip: sled::Tree,
+    dir: PathBuf,
+}
+
+/// How long [`Trees::open`] waits for the file lock of a store this process closed. sled's
+/// shared I/O threads let go of a closed store's files only when their queued writes are done,
+/// which on a loaded disk can take seconds; until then the lock is still held. A lock held by
+/// another process (a second agent on the same `--state-dir`) is refused at once.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Stores this process has closed (so a busy lock on them is ours, about to be released).
+static CLOSED: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+
+fn closed_here(dir: &Path) -> bool {
+    CLOSED
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .any(|d| d == dir)
+}
+
+impl Drop for Trees {
+    fn drop(&mut self) {
+        let mut closed = CLOSED.lock().unwrap_or_else(|e| e.into_inner());
+        if !closed.contains(&self.dir) {
+            closed.push(self.dir.clone());
+        }
+    }
+}
+
+fn lock_busy(e: &sled::Error) -> bool {
+    matches!(e, sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock)
 }
 
 impl Trees {
     fn open(dir: &Path) -> Result<Self, sled::Error> {
         private_dir(dir)?;
-        let db = sled::Config::new()
-            .path(dir)
-            .mode(sled::Mode::LowSpace)
-            .open()?;
+        let started = std::time::Instant::now();
+        let db = loop {
+            match sled::Config::new()
+                .path(dir)
+                .mode(sled::Mode::LowSpace)
+                .open()
+            {
+                Err(e) if lock_busy(&e) && closed_here(dir) && started.elapsed() < LOCK_WAIT => {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                other => break other?,
+            }
+        };
         private_files(dir)?;
         Ok(Trees {
             att: db.open_tree("attachments")?,
             vf: db.open_tree("vf_owner")?,
             ip: db.open_tree("ip_owner")?,
             db,
+            dir: dir.to_path_buf(),
         })
     }
 }
