@@ -12,10 +12,10 @@ use sriov_proto::node::{Attachment, PlanRequest, VfSettings};
 use super::{block_on, key};
 use crate::error::{CniError, Failure, code};
 use crate::logfile::rollback_failed;
-use crate::{agent, ipam, logfile};
 use crate::netconf::NetConf;
 use crate::request::Request;
 use crate::result::{CniResult, Dns, Interface, IpCidr, IpConfig, Route};
+use crate::{agent, ipam, logfile};
 
 /// Runs ADD and returns the result JSON in the netconf's version.
 pub fn add(req: &Request, conf: &NetConf) -> Result<String, CniError> {
@@ -101,7 +101,10 @@ async fn configure(
     let hw = rec.to_hw()?;
     let desired = rec.desired.clone().unwrap_or_default();
     let (mut result, delegated) = if desired.ips.is_empty() {
-        tracing::debug!(plugin = conf.ipam_type(), "addresses from the netconf's IPAM");
+        tracing::debug!(
+            plugin = conf.ipam_type(),
+            "addresses from the netconf's IPAM"
+        );
         match ipam::exec(req, conf, "ADD")? {
             Some(r) => (r, true),
             None => (CniResult::default(), false),
@@ -149,7 +152,12 @@ async fn configure(
                 .into());
             }
         };
-    tracing::debug!(ifname = %applied.ifname, mac = ?applied.mac, mtu = applied.mtu, "VF attached");
+    tracing::debug!(
+        ifname = %applied.ifname,
+        mac = applied.mac.map(|m| m.to_string()),
+        mtu = applied.mtu,
+        "VF attached"
+    );
     let iface = Interface {
         name: if hw.target.vfio {
             rec.vf_pci.clone()

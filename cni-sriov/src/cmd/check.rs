@@ -7,10 +7,10 @@ use sriov_proto::node::State;
 
 use super::{block_on, fetch};
 use crate::error::{CniError, Failure, code};
-use crate::{ipam, logfile};
 use crate::netconf::NetConf;
 use crate::request::Request;
 use crate::result::CniResult;
+use crate::{ipam, logfile};
 
 /// Runs CHECK. Success prints nothing.
 pub fn check(req: &Request, conf: &NetConf) -> Result<String, CniError> {

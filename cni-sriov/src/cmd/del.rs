@@ -6,9 +6,9 @@ use sriov_hw::attach::{self, NodeMachine};
 
 use super::{block_on, fetch, key, live_netns};
 use crate::error::{CniError, Failure};
-use crate::{ipam, logfile};
 use crate::netconf::NetConf;
 use crate::request::Request;
+use crate::{ipam, logfile};
 
 /// Runs DEL. Success prints nothing.
 pub fn del(req: &Request, conf: &NetConf) -> Result<String, CniError> {
@@ -61,7 +61,10 @@ async fn del_async(req: &Request, conf: &NetConf) -> Result<(), CniError> {
         }
     }
     if rec.desired.as_ref().is_none_or(|d| d.ips.is_empty()) {
-        tracing::debug!(plugin = conf.ipam_type(), "releasing the delegated addresses");
+        tracing::debug!(
+            plugin = conf.ipam_type(),
+            "releasing the delegated addresses"
+        );
         ipam::exec(req, conf, "DEL")?;
     }
     agent

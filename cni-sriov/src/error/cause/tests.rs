@@ -58,7 +58,12 @@ fn agent_status_codes_map_by_grpc_code() {
 #[test]
 fn the_code_never_comes_from_the_message() {
     // Messages that name other failures do not move the code: only the gRPC code counts.
-    for text in ["invalid argument", "not found", "unavailable: try again", "already exists"] {
+    for text in [
+        "invalid argument",
+        "not found",
+        "unavailable: try again",
+        "already exists",
+    ] {
         assert_eq!(
             CniError::from(Status::internal(text)).code,
             code::INTERNAL,
@@ -80,7 +85,10 @@ fn context_prefixes_the_message_and_keeps_the_code() {
     let e = CniError::from(Status::unavailable("pool p has no free VF"))
         .context("the agent refused the attachment");
     assert_eq!(e.code, code::TRY_AGAIN);
-    assert_eq!(e.msg, "the agent refused the attachment: pool p has no free VF");
+    assert_eq!(
+        e.msg,
+        "the agent refused the attachment: pool p has no free VF"
+    );
 }
 
 #[test]
@@ -91,7 +99,11 @@ fn attach_steps_map_by_step_and_errno() {
         (Step::IfnameFree, Some(libc::EINVAL), code::INVALID_ENV),
         (Step::VfVlan, Some(libc::EOPNOTSUPP), code::INVALID_CONFIG),
         (Step::VfRate, Some(libc::EINVAL), code::INVALID_CONFIG),
-        (Step::VfVlan, Some(libc::EPROTONOSUPPORT), code::INVALID_CONFIG),
+        (
+            Step::VfVlan,
+            Some(libc::EPROTONOSUPPORT),
+            code::INVALID_CONFIG,
+        ),
         (Step::NetdevMtu, Some(libc::ERANGE), code::INVALID_CONFIG),
         (Step::MoveToPod, Some(libc::EBUSY), code::IO_FAILURE),
         (Step::Route, Some(libc::ENETUNREACH), code::IO_FAILURE),
@@ -104,7 +116,11 @@ fn attach_steps_map_by_step_and_errno() {
             source: attach(step, errno),
         });
         assert_eq!(e.code, want, "{step} {errno:?}");
-        assert!(e.msg.starts_with("VF 0000:00:01.1 on PF ens1f0: "), "{}", e.msg);
+        assert!(
+            e.msg.starts_with("VF 0000:00:01.1 on PF ens1f0: "),
+            "{}",
+            e.msg
+        );
     }
 }
 
@@ -115,7 +131,11 @@ fn namespaces_netlink_and_records() {
         source: netns_missing(),
     });
     assert_eq!(e.code, code::INVALID_ENV);
-    assert!(e.msg.starts_with("CNI_NETNS /run/netns/gone: "), "{}", e.msg);
+    assert!(
+        e.msg.starts_with("CNI_NETNS /run/netns/gone: "),
+        "{}",
+        e.msg
+    );
     assert_eq!(
         CniError::from(Failure::PodNetnsGone(netns_missing())).code,
         code::UNKNOWN_CONTAINER
