@@ -14,6 +14,18 @@ pub enum Command {
 }
 
 impl Command {
+    /// The verb as `CNI_COMMAND` spells it (for logs).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Command::Add => "ADD",
+            Command::Del => "DEL",
+            Command::Check => "CHECK",
+            Command::Version => "VERSION",
+            Command::Status => "STATUS",
+            Command::Gc => "GC",
+        }
+    }
+
     /// Parses `CNI_COMMAND`; unknown verbs are error 4 (invalid environment).
     pub fn parse(s: &str) -> Result<Self, CniError> {
         Ok(match s {

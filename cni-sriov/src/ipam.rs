@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use crate::error::{CniError, code};
+use crate::error::{CniError, Failure, code};
 use crate::netconf::NetConf;
 use crate::request::Request;
 use crate::result::CniResult;
@@ -18,8 +18,10 @@ pub fn exec(req: &Request, conf: &NetConf, verb: &str) -> Result<Option<CniResul
     let path = req.find_plugin(plugin)?;
     let stdin = serde_json::to_vec(&conf.raw)
         .map_err(|e| CniError::new(code::INTERNAL, format!("encode netconf for IPAM: {e}")))?;
-    let io_err =
-        |e: std::io::Error| CniError::new(code::IO_FAILURE, format!("IPAM plugin {plugin}: {e}"));
+    let io_err = |source| Failure::IpamExec {
+        plugin: plugin.to_string(),
+        source,
+    };
     let mut child = Command::new(&path)
         .env("CNI_COMMAND", verb)
         .stdin(Stdio::piped())

@@ -7,6 +7,7 @@ pub mod cni_args;
 pub mod env;
 pub mod error;
 pub mod ipam;
+pub mod logfile;
 pub mod netconf;
 pub mod request;
 pub mod result;
@@ -45,7 +46,9 @@ pub fn read_netconf(input: impl std::io::Read) -> Result<Option<Vec<u8>>, CniErr
 
 /// Executes one CNI call given the environment lookup and stdin; returns the JSON to print.
 ///
-/// `stdin` is `None` when reading it failed; VERSION does not need it.
+/// `stdin` is `None` when reading it failed; VERSION does not need it (and logs nothing, so its
+/// start-up stays as cheap as it was). Every other verb logs to the netconf's `logFile`, if any
+/// (see [`logfile`]), including a refusal of the netconf itself.
 pub fn run(
     get_env: impl Fn(&str) -> Option<String>,
     stdin: Option<&[u8]>,
@@ -60,15 +63,45 @@ pub fn run(
             "cannot read the network configuration from stdin",
         )
     })?;
-    let conf = netconf::NetConf::parse(stdin)?;
+    let conf = netconf::NetConf::parse(stdin);
+    let call = logfile::Call::from_env(cmd, &get_env);
+    match &conf {
+        Ok(c) => logfile::install(c.log_file.as_deref(), c.log_level, &call),
+        Err(_) => {
+            let (file, level) = netconf::NetConf::log_settings_lenient(stdin);
+            logfile::install(file.as_deref(), level, &call);
+        }
+    }
+    let out = conf.and_then(|conf| dispatch(cmd, &get_env, &conf));
+    logfile::outcome(&out);
+    out
+}
+
+/// Runs verb `cmd` (not VERSION) on a validated netconf.
+fn dispatch(
+    cmd: env::Command,
+    get_env: impl Fn(&str) -> Option<String>,
+    conf: &netconf::NetConf,
+) -> Result<String, CniError> {
     let req = request::Request::from_env(cmd, &get_env)?;
+    if let Some(e) = &req.args_error {
+        tracing::warn!(error = %e, "CNI_ARGS set aside: DEL does not need it");
+    }
+    tracing::debug!(
+        network = %conf.name,
+        cni_version = %conf.cni_version,
+        device_id = conf.device_id().map(|d| d.to_string()),
+        resource = conf.resource_name.as_deref(),
+        "start"
+    );
     match cmd {
-        env::Command::Add => cmd::add(&req, &conf),
-        env::Command::Del => cmd::del(&req, &conf),
-        env::Command::Check => cmd::check(&req, &conf),
-        env::Command::Gc => cmd::gc(&conf),
-        env::Command::Status => cmd::status(&conf),
-        env::Command::Version => Ok(version::version_reply(stdin)),
+        env::Command::Add => cmd::add(&req, conf),
+        env::Command::Del => cmd::del(&req, conf),
+        env::Command::Check => cmd::check(&req, conf),
+        env::Command::Gc => cmd::gc(conf),
+        env::Command::Status => cmd::status(conf),
+        // Answered before any of this by `run`; kept total for the match.
+        env::Command::Version => Ok(version::version_reply(conf.raw.to_string().as_bytes())),
     }
 }
 

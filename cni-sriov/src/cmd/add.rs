@@ -1,5 +1,6 @@
 //! ADD: plan with the agent (intent recorded before the kernel is touched), configure the VF,
-//! commit. Any failure rolls back in reverse and aborts the intent, leaving nothing behind.
+//! commit. Any failure rolls back in reverse and aborts the intent, leaving nothing behind; a
+//! rollback step that fails does not change the error the runtime gets, and is logged.
 
 use std::net::IpAddr;
 
@@ -8,24 +9,22 @@ use sriov_hw::netns::NetnsHandle;
 use sriov_proto::convert::{link_state_name, proto_name};
 use sriov_proto::node::{Attachment, PlanRequest, VfSettings};
 
-use super::{block_on, kernel_error, key};
-use crate::agent;
-use crate::error::{CniError, code};
-use crate::ipam;
+use super::{block_on, key};
+use crate::error::{CniError, Failure, code};
+use crate::logfile::rollback_failed;
 use crate::netconf::NetConf;
 use crate::request::Request;
 use crate::result::{CniResult, Dns, Interface, IpCidr, IpConfig, Route};
+use crate::{agent, ipam, logfile};
 
 /// Runs ADD and returns the result JSON in the netconf's version.
 pub fn add(req: &Request, conf: &NetConf) -> Result<String, CniError> {
     let netns_path = req
         .netns()
         .ok_or_else(|| CniError::new(code::INVALID_ENV, "CNI_NETNS is not set"))?;
-    let ns = NetnsHandle::open(netns_path).map_err(|e| {
-        CniError::new(
-            code::INVALID_ENV,
-            format!("CNI_NETNS {}: {e}", netns_path.display()),
-        )
+    let ns = NetnsHandle::open(netns_path).map_err(|source| Failure::Netns {
+        path: netns_path.to_path_buf(),
+        source,
     })?;
     let result = block_on(add_async(req, conf, &ns))??;
     result.to_json(&conf.cni_version)
@@ -36,8 +35,15 @@ async fn add_async(req: &Request, conf: &NetConf, ns: &NetnsHandle) -> Result<Cn
     let rec = agent
         .plan(plan_request(req, conf, ns))
         .await
-        .map_err(|s| agent::to_cni("the agent refused the attachment", s))?
+        .map_err(|s| CniError::from(s).context("the agent refused the attachment"))?
         .into_inner();
+    logfile::set_vf(&rec.vf_pci);
+    tracing::debug!(
+        pf = %rec.pf_name,
+        vf_index = rec.vf_index,
+        vfio = rec.vfio,
+        "planned: intent recorded"
+    );
     match configure(req, conf, ns, &rec).await {
         Ok(result) => {
             let json = result.to_json("1.1.0")?;
@@ -49,19 +55,39 @@ async fn add_async(req: &Request, conf: &NetConf, ns: &NetnsHandle) -> Result<Cn
                 })
                 .await;
             match commit {
-                Ok(_) => Ok(result),
+                Ok(_) => {
+                    tracing::debug!("committed");
+                    Ok(result)
+                }
                 Err(s) => {
                     // The agent did not record success: undo, so the runtime's retry starts clean.
-                    let _ = undo(req, conf, ns, &rec).await;
-                    let _ = agent.abort(key(req)).await;
-                    Err(agent::to_cni("recording the attachment failed", s))
+                    undo(req, conf, ns, &rec).await;
+                    abort(&mut agent, req).await;
+                    Err(CniError::from(s).context("recording the attachment failed"))
                 }
             }
         }
         Err(e) => {
-            let _ = agent.abort(key(req)).await;
+            abort(&mut agent, req).await;
             Err(e)
         }
+    }
+}
+
+/// Drops the intent recorded by Plan. A failure is only logged: the ADD's own error is what the
+/// runtime must see, and the agent's reconciler (or the runtime's DEL) cleans a pending record.
+async fn abort(agent: &mut agent::Agent, req: &Request) {
+    match agent.abort(key(req)).await {
+        Ok(_) => tracing::debug!("intent aborted"),
+        Err(s) => rollback_failed("abort the intent", &CniError::from(s)),
+    }
+}
+
+/// Gives delegated addresses back after a failed ADD; a failure is logged (see [`abort`]).
+fn ipam_del(req: &Request, conf: &NetConf) {
+    match ipam::exec(req, conf, "DEL") {
+        Ok(_) => tracing::debug!(plugin = conf.ipam_type(), "delegated addresses released"),
+        Err(e) => rollback_failed("release the delegated addresses (IPAM DEL)", &e),
     }
 }
 
@@ -72,11 +98,13 @@ async fn configure(
     ns: &NetnsHandle,
     rec: &Attachment,
 ) -> Result<CniResult, CniError> {
-    let hw = rec
-        .to_hw()
-        .map_err(|e| CniError::new(code::INTERNAL, format!("agent record: {e}")))?;
+    let hw = rec.to_hw()?;
     let desired = rec.desired.clone().unwrap_or_default();
     let (mut result, delegated) = if desired.ips.is_empty() {
+        tracing::debug!(
+            plugin = conf.ipam_type(),
+            "addresses from the netconf's IPAM"
+        );
         match ipam::exec(req, conf, "ADD")? {
             Some(r) => (r, true),
             None => (CniResult::default(), false),
@@ -97,21 +125,39 @@ async fn configure(
             })
             .collect(),
     };
-    let machine = NodeMachine::new(&rec.pf_driver, std::path::Path::new(&rec.sysfs_root))
-        .map_err(|e| CniError::new(code::IO_FAILURE, format!("netlink: {e}")))?;
+    let machine = match NodeMachine::new(&rec.pf_driver, std::path::Path::new(&rec.sysfs_root)) {
+        Ok(m) => m,
+        Err(e) => {
+            if delegated {
+                ipam_del(req, conf);
+            }
+            return Err(e.into());
+        }
+    };
     let applied =
         match attach::apply(&machine, &hw.target, &hw.original, &hw.settings, ns, &pod).await {
             Ok(a) => a,
             Err(e) => {
-                if delegated {
-                    let _ = ipam::exec(req, conf, "DEL");
+                for r in &e.rollback {
+                    rollback_failed("undo the VF configuration", r);
                 }
-                return Err(kernel_error(
-                    &format!("VF {} on PF {}", rec.vf_pci, rec.pf_name),
-                    &e,
-                ));
+                if delegated {
+                    ipam_del(req, conf);
+                }
+                return Err(Failure::Attach {
+                    vf: rec.vf_pci.clone(),
+                    pf: rec.pf_name.clone(),
+                    source: e,
+                }
+                .into());
             }
         };
+    tracing::debug!(
+        ifname = %applied.ifname,
+        mac = applied.mac.map(|m| m.to_string()),
+        mtu = applied.mtu,
+        "VF attached"
+    );
     let iface = Interface {
         name: if hw.target.vfio {
             rec.vf_pci.clone()
@@ -136,31 +182,35 @@ async fn configure(
     Ok(result)
 }
 
-/// Rolls a configured attachment back (used when Commit fails).
-async fn undo(
-    req: &Request,
-    conf: &NetConf,
-    ns: &NetnsHandle,
-    rec: &Attachment,
-) -> Result<(), CniError> {
-    let hw = rec
-        .to_hw()
-        .map_err(|e| CniError::new(code::INTERNAL, format!("agent record: {e}")))?;
-    let machine = NodeMachine::new(&rec.pf_driver, std::path::Path::new(&rec.sysfs_root))
-        .map_err(|e| CniError::new(code::IO_FAILURE, format!("netlink: {e}")))?;
-    let r = attach::restore(
-        &machine,
-        &hw.target,
-        &hw.original,
-        &hw.settings,
-        Some(ns),
-        &req.ifname,
-    )
-    .await;
-    if rec.desired.as_ref().is_none_or(|d| d.ips.is_empty()) {
-        let _ = ipam::exec(req, conf, "DEL");
+/// Rolls a configured attachment back (used when Commit fails), attempting every step and
+/// logging each one that fails.
+async fn undo(req: &Request, conf: &NetConf, ns: &NetnsHandle, rec: &Attachment) {
+    let restore = async {
+        let hw = rec.to_hw()?;
+        let machine = NodeMachine::new(&rec.pf_driver, std::path::Path::new(&rec.sysfs_root))?;
+        let r = attach::restore(
+            &machine,
+            &hw.target,
+            &hw.original,
+            &hw.settings,
+            Some(ns),
+            &req.ifname,
+        )
+        .await;
+        Ok::<_, CniError>(r.err().unwrap_or_default())
+    };
+    match restore.await {
+        Ok(errs) if errs.is_empty() => tracing::debug!("VF configuration undone"),
+        Ok(errs) => {
+            for e in &errs {
+                rollback_failed("undo the VF configuration", e);
+            }
+        }
+        Err(e) => rollback_failed("undo the VF configuration", &e),
     }
-    r.map_err(|e| CniError::new(code::IO_FAILURE, super::joined(&e)))
+    if rec.desired.as_ref().is_none_or(|d| d.ips.is_empty()) {
+        ipam_del(req, conf);
+    }
 }
 
 /// The result for addresses the pod table (or runtimeConfig) fixed.

@@ -6,11 +6,11 @@ use sriov_hw::netns::NetnsHandle;
 use sriov_proto::node::State;
 
 use super::{block_on, fetch};
-use crate::error::{CniError, code};
-use crate::ipam;
+use crate::error::{CniError, Failure, code};
 use crate::netconf::NetConf;
 use crate::request::Request;
 use crate::result::CniResult;
+use crate::{ipam, logfile};
 
 /// Runs CHECK. Success prints nothing.
 pub fn check(req: &Request, conf: &NetConf) -> Result<String, CniError> {
@@ -26,6 +26,7 @@ async fn check_async(req: &Request, conf: &NetConf) -> Result<(), CniError> {
     let fail = |msg: String| CniError::new(code::UNKNOWN_CONTAINER, msg);
     let rec =
         rec.ok_or_else(|| fail(format!("no attachment {}/{}", req.container_id, req.ifname)))?;
+    logfile::set_vf(&rec.vf_pci);
     if rec.state() != State::Committed {
         return Err(fail(format!(
             "attachment {}/{} was never completed",
@@ -37,12 +38,11 @@ async fn check_async(req: &Request, conf: &NetConf) -> Result<(), CniError> {
     }
     let stored = CniResult::parse_bytes(rec.result_json.as_bytes(), "1.1.0")?;
     let path = req.netns().unwrap_or(std::path::Path::new(&rec.netns_path));
-    let ns = NetnsHandle::open(path).map_err(|e| fail(format!("pod namespace: {e}")))?;
-    let nl = Netlink::in_netns(&ns).map_err(|e| CniError::new(code::IO_FAILURE, e.to_string()))?;
+    let ns = NetnsHandle::open(path).map_err(Failure::PodNetnsGone)?;
+    let nl = Netlink::in_netns(&ns)?;
     let link = nl
         .link_by_name(&req.ifname)
-        .await
-        .map_err(|e| CniError::new(code::IO_FAILURE, e.to_string()))?
+        .await?
         .ok_or_else(|| fail(format!("{} is missing from the pod namespace", req.ifname)))?;
     let want_mac = stored.interfaces.first().and_then(|i| i.mac.clone());
     if want_mac.is_some() && link.mac.map(|m| m.to_string()) != want_mac {
@@ -51,10 +51,7 @@ async fn check_async(req: &Request, conf: &NetConf) -> Result<(), CniError> {
             req.ifname, link.mac
         )));
     }
-    let have = nl
-        .list_addresses(&req.ifname)
-        .await
-        .map_err(|e| CniError::new(code::IO_FAILURE, e.to_string()))?;
+    let have = nl.list_addresses(&req.ifname).await?;
     for ip in &stored.ips {
         if !have
             .iter()

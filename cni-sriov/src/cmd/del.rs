@@ -4,12 +4,11 @@
 
 use sriov_hw::attach::{self, NodeMachine};
 
-use super::{block_on, fetch, joined, key, live_netns};
-use crate::agent;
-use crate::error::{CniError, code};
-use crate::ipam;
+use super::{block_on, fetch, key, live_netns};
+use crate::error::{CniError, Failure};
 use crate::netconf::NetConf;
 use crate::request::Request;
+use crate::{ipam, logfile};
 
 /// Runs DEL. Success prints nothing.
 pub fn del(req: &Request, conf: &NetConf) -> Result<String, CniError> {
@@ -21,19 +20,26 @@ async fn del_async(req: &Request, conf: &NetConf) -> Result<(), CniError> {
     let (mut agent, rec) = fetch(req, &conf.agent_socket).await?;
     let Some(rec) = rec else {
         // Never added, or already deleted (containerd calls DEL twice): nothing to do.
+        tracing::debug!("no attachment recorded: nothing to undo");
         return Ok(());
     };
-    let hw = rec
-        .to_hw()
-        .map_err(|e| CniError::new(code::INTERNAL, format!("agent record: {e}")))?;
+    logfile::set_vf(&rec.vf_pci);
+    let hw = rec.to_hw()?;
     let ns = live_netns(req.netns(), &rec);
     let vf_gone = !std::path::Path::new(&rec.sysfs_root)
         .join("bus/pci/devices")
         .join(&rec.vf_pci)
         .exists();
+    tracing::debug!(
+        pf = %rec.pf_name,
+        vf_index = rec.vf_index,
+        pod_netns_alive = ns.is_some(),
+        vf_gone,
+        "restoring the VF"
+    );
     if !vf_gone {
         let machine = NodeMachine::new(&rec.pf_driver, std::path::Path::new(&rec.sysfs_root))
-            .map_err(|e| CniError::new(code::TRY_AGAIN, format!("netlink: {e}")))?;
+            .map_err(Failure::RestoreUnreachable)?;
         if let Err(errs) = attach::restore(
             &machine,
             &hw.target,
@@ -46,19 +52,25 @@ async fn del_async(req: &Request, conf: &NetConf) -> Result<(), CniError> {
         {
             // Keep the record: releasing a VF whose configuration was not restored would let the
             // next pod record the leaked state as "original". The runtime retries DEL.
-            return Err(CniError::new(
-                code::TRY_AGAIN,
-                format!("restoring VF {} on PF {} failed", rec.vf_pci, rec.pf_name),
-            )
-            .with_details(joined(&errs)));
+            return Err(Failure::Restore {
+                vf: rec.vf_pci.clone(),
+                pf: rec.pf_name.clone(),
+                errs,
+            }
+            .into());
         }
     }
     if rec.desired.as_ref().is_none_or(|d| d.ips.is_empty()) {
+        tracing::debug!(
+            plugin = conf.ipam_type(),
+            "releasing the delegated addresses"
+        );
         ipam::exec(req, conf, "DEL")?;
     }
     agent
         .release(key(req))
         .await
-        .map_err(|s| agent::to_cni("releasing the attachment failed", s))?;
+        .map_err(|s| CniError::from(s).context("releasing the attachment failed"))?;
+    tracing::debug!("attachment released");
     Ok(())
 }

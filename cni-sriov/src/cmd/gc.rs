@@ -26,7 +26,9 @@ pub fn gc(conf: &NetConf) -> Result<String, CniError> {
     };
     let resp = block_on(async {
         let mut a = agent::connect(&conf.agent_socket).await?;
-        a.gc(req).await.map_err(|s| agent::to_cni("GC failed", s))
+        a.gc(req)
+            .await
+            .map_err(|s| CniError::from(s).context("GC failed"))
     })??
     .into_inner();
     if !resp.errors.is_empty() {

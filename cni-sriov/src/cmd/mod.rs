@@ -9,11 +9,10 @@ mod status;
 
 use std::path::Path;
 
-use sriov_hw::attach::{AttachError, Step};
 use sriov_hw::netns::NetnsHandle;
 use sriov_proto::node::{Attachment, AttachmentKey};
 
-use crate::error::{CniError, code};
+use crate::error::{CniError, Failure};
 use crate::request::Request;
 
 pub use add::add;
@@ -27,7 +26,7 @@ fn block_on<F: std::future::Future>(f: F) -> Result<F::Output, CniError> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| CniError::new(code::INTERNAL, format!("cannot start the runtime: {e}")))?;
+        .map_err(Failure::Runtime)?;
     Ok(rt.block_on(f))
 }
 
@@ -49,7 +48,7 @@ async fn fetch(
     let fetched = agent
         .fetch(key(req))
         .await
-        .map_err(|s| crate::agent::to_cni("fetching the attachment failed", s))?
+        .map_err(|s| CniError::from(s).context("fetching the attachment failed"))?
         .into_inner();
     Ok((agent, fetched.attachment.filter(|_| fetched.found)))
 }
@@ -63,31 +62,4 @@ fn live_netns(req_netns: Option<&Path>, rec: &Attachment) -> Option<NetnsHandle>
         .chain(Some(Path::new(&rec.netns_path)).filter(|p| !p.as_os_str().is_empty()))
         .filter_map(|p| NetnsHandle::open(p).ok())
         .find(same)
-}
-
-/// Maps a failed kernel step to a CNI error: a `CNI_IFNAME` the pod namespace already has is an
-/// invalid environment variable (4, the spec's code for a bad `CNI_*` variable: retrying cannot
-/// help, the runtime must pick another name); a device refusing a setting (not supported,
-/// invalid value) is a configuration error (7); anything else is an I/O failure (5).
-fn kernel_error(what: &str, e: &AttachError) -> CniError {
-    let refused = matches!(
-        e.errno,
-        Some(libc::EOPNOTSUPP | libc::EPROTONOSUPPORT | libc::EINVAL | libc::ERANGE)
-    );
-    let c = if e.step == Step::IfnameFree {
-        code::INVALID_ENV
-    } else if refused {
-        code::INVALID_CONFIG
-    } else {
-        code::IO_FAILURE
-    };
-    CniError::new(c, format!("{what}: {e}"))
-}
-
-/// Joins restore errors for a message.
-fn joined(errs: &[AttachError]) -> String {
-    errs.iter()
-        .map(|e| e.to_string())
-        .collect::<Vec<_>>()
-        .join("; ")
 }

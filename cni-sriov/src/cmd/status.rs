@@ -13,7 +13,7 @@ pub fn status(conf: &NetConf) -> Result<String, CniError> {
         let mut a = agent::connect(&conf.agent_socket).await?;
         a.status(StatusRequest {})
             .await
-            .map_err(|s| agent::to_cni("status", s))
+            .map_err(|s| CniError::from(s).context("status"))
     })?
     .map_err(|e| CniError::new(code::NOT_AVAILABLE, e.msg).with_details(e.details))?;
     Ok(String::new())

@@ -181,6 +181,23 @@ impl NetConf {
         Ok(NetConf { raw, ..conf })
     }
 
+    /// `logFile` and `logLevel` read leniently from a netconf that failed validation, so the
+    /// refusal itself can be logged: a value of the wrong type or an unknown level word is
+    /// treated as absent.
+    pub fn log_settings_lenient(stdin: &[u8]) -> (Option<String>, Option<LogLevel>) {
+        let Ok(Value::Object(obj)) = serde_json::from_slice::<Value>(stdin) else {
+            return (None, None);
+        };
+        let f = Fields {
+            obj: &obj,
+            path: "",
+        };
+        (
+            f.nonempty_str("logFile").ok().flatten().map(str::to_string),
+            f.word("logLevel", LOG_LEVELS).ok().flatten(),
+        )
+    }
+
     /// The MAC to give the VF: runtimeConfig `mac` > CNI_ARGS `MAC=` > pod table > netconf `mac`.
     /// `None`: keep the VF's own address.
     pub fn effective_mac(

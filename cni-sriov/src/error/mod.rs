@@ -1,6 +1,12 @@
-//! CNI errors: the one mapping from our failures to the spec's error codes and JSON.
+//! CNI errors: the spec's error codes and JSON. Our typed failures become a [`CniError`] in one
+//! place, [`cause`]'s `From` impls; the code is chosen from the failure's type, gRPC status code
+//! or errno, never from message text.
 
 use serde::Serialize;
+
+pub mod cause;
+
+pub use cause::Failure;
 
 /// Error codes defined by the CNI specification (1.1.0, "Error" section).
 pub mod code {
@@ -45,6 +51,13 @@ impl CniError {
             msg: msg.into(),
             details: String::new(),
         }
+    }
+
+    /// Prefixes the message with what was being done (`"fetching the attachment failed: …"`),
+    /// keeping the code: the caller knows the step, the mapping knows the code.
+    pub fn context(mut self, what: &str) -> Self {
+        self.msg = format!("{what}: {}", self.msg);
+        self
     }
 
     /// Adds the longer explanation shown in the `details` field.
