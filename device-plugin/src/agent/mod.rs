@@ -100,7 +100,7 @@ impl Agent {
     /// the reconciler running, until `shutdown` resolves; then removes the socket.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
         let path = self.state.cfg.socket.clone();
-        let listener = bind(&path)?;
+        let listener = bind(&path, self.state.cfg.socket_group)?;
         tracing::info!(socket = %path.display(), standalone = self.state.cfg.standalone, "serving the node API");
         let reconciler = tokio::spawn(reconcile::run(Arc::clone(&self.state)));
         let reapplier = tokio::spawn(reapply::run(Arc::clone(&self.state)));
@@ -146,7 +146,9 @@ pub async fn serve(cfg: AgentConfig, shutdown: impl Future<Output = ()>) -> Resu
     Agent::start(cfg).await?.serve(shutdown).await
 }
 
-fn bind(path: &Path) -> Result<UnixListener, StartError> {
+/// Binds the node API socket at `path`: mode 0600, or 0660 owned by `group` when one is given,
+/// set explicitly whatever the umask.
+fn bind(path: &Path, group: Option<nix::unistd::Gid>) -> Result<UnixListener, StartError> {
     let err = |op| {
         move |source| StartError::Socket {
             path: path.display().to_string(),
@@ -169,6 +171,12 @@ fn bind(path: &Path) -> Result<UnixListener, StartError> {
     let listener = UnixListener::bind(&tmp).map_err(err("bind"))?;
     std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))
         .map_err(err("chmod 0600"))?;
+    if let Some(gid) = group {
+        nix::unistd::chown(&tmp, None, Some(gid))
+            .map_err(|e| err("chown to the socket group")(e.into()))?;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o660))
+            .map_err(err("chmod 0660"))?;
+    }
     std::fs::rename(&tmp, path).map_err(err("rename into place"))?;
     Ok(listener)
 }

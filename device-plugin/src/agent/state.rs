@@ -24,6 +24,9 @@ use crate::pools::PoolConfig;
 pub struct AgentConfig {
     /// The node API socket.
     pub socket: PathBuf,
+    /// A group allowed to dial the node API socket (mode 0660, owned by it); without one the
+    /// socket is 0600, root's only.
+    pub socket_group: Option<nix::unistd::Gid>,
     /// Where the ledger lives.
     pub state_dir: PathBuf,
     pub sysfs_root: PathBuf,
@@ -47,6 +50,7 @@ impl AgentConfig {
     pub fn new(socket: impl Into<PathBuf>, state_dir: impl Into<PathBuf>) -> Self {
         AgentConfig {
             socket: socket.into(),
+            socket_group: None,
             state_dir: state_dir.into(),
             sysfs_root: PathBuf::from("/sys"),
             proc_root: PathBuf::from("/proc"),

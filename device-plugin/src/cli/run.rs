@@ -23,6 +23,10 @@ pub struct Args {
     /// The node API socket the CNI dials.
     #[arg(long, default_value = sriov_proto::node::DEFAULT_SOCKET)]
     socket: PathBuf,
+    /// A group (name or numeric ID) whose members may dial the node API socket: the socket is
+    /// then 0660 and owned by it. Without it the socket is 0600 (root only).
+    #[arg(long, value_name = "GROUP", value_parser = parse_group)]
+    socket_group: Option<nix::unistd::Gid>,
     /// Where the ledger lives (sled; only this process opens it).
     #[arg(long, default_value = "/var/lib/sriov")]
     state_dir: PathBuf,
@@ -95,6 +99,7 @@ impl From<&Args> for AgentConfig {
     fn from(a: &Args) -> Self {
         AgentConfig {
             socket: a.socket.clone(),
+            socket_group: a.socket_group,
             state_dir: a.state_dir.clone(),
             sysfs_root: a.sysfs_root.clone(),
             proc_root: a.proc_root.clone(),
@@ -108,6 +113,18 @@ impl From<&Args> for AgentConfig {
             pod_resources_socket: (!a.standalone).then(|| a.pod_resources_socket.clone()),
             reconcile_interval: Duration::from_secs(a.reconcile_interval),
         }
+    }
+}
+
+/// `--socket-group`: a numeric GID as is, else a group name looked up in the group database.
+fn parse_group(s: &str) -> Result<nix::unistd::Gid, String> {
+    if let Ok(n) = s.parse::<u32>() {
+        return Ok(nix::unistd::Gid::from_raw(n));
+    }
+    match nix::unistd::Group::from_name(s) {
+        Ok(Some(g)) => Ok(g.gid),
+        Ok(None) => Err(format!("no group named {s:?}")),
+        Err(e) => Err(format!("looking up group {s:?}: {e}")),
     }
 }
 
