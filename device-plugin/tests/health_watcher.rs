@@ -391,3 +391,43 @@ async fn a_zero_rescan_interval_is_refused() {
     .expect("zero interval accepted");
     assert!(err.to_string().contains("greater than zero"), "{err}");
 }
+
+#[tokio::test]
+async fn a_quarantined_vf_is_unhealthy_in_the_one_view_until_lifted() {
+    let h = scale_host();
+    let w = InventoryWatcher::start(
+        opts(&h, Duration::from_secs(3600)),
+        cfg(TWO_POOLS),
+        Arc::new(ManualLinks::new()),
+    )
+    .await
+    .unwrap();
+    let mut rx = w.subscribe();
+    rx.borrow_and_update();
+    let vf = scale_vf(0, 5);
+    w.quarantine(vf, "netdev not home".into()).await.unwrap();
+    // One publication: kubelet's pools and the agent's quarantine say the same thing.
+    assert!(rx.has_changed().unwrap());
+    let v = rx.borrow_and_update().clone();
+    let a = pool(&v.pools, "pool_a");
+    let unhealthy: Vec<PciAddr> = a
+        .devices
+        .iter()
+        .filter(|d| !d.healthy)
+        .map(|d| d.pci)
+        .collect();
+    assert_eq!(unhealthy, [vf]);
+    assert_eq!(
+        v.quarantine.get(&vf).map(String::as_str),
+        Some("netdev not home")
+    );
+    let (pf, _) = v.vf(vf).unwrap();
+    assert!(v.unavailable(pf.pci, vf).is_some());
+    // The same quarantine again publishes nothing.
+    w.quarantine(vf, "netdev not home".into()).await.unwrap();
+    assert!(!rx.has_changed().unwrap());
+    w.lift(vf).await.unwrap();
+    let v = rx.borrow_and_update().clone();
+    assert!(pool(&v.pools, "pool_a").devices.iter().all(|d| d.healthy));
+    assert!(v.quarantine.is_empty());
+}
