@@ -45,8 +45,6 @@
 //! A pod may have several addresses of one family (all are configured; the first of each family
 //! is its primary address).
 
-#![allow(dead_code)] // The agent's ADD path and `status` are the callers; they land separately.
-
 mod decode;
 mod error;
 mod keys;
@@ -63,12 +61,9 @@ mod tests_reload;
 use std::collections::HashMap;
 use std::net::IpAddr;
 
-// The agent's public surface; unused until the agent calls it.
-#[allow(unused_imports)]
+// The agent's public surface.
 pub use error::{PodTableError, Problem, Scope};
-#[allow(unused_imports)]
 pub use model::{Dns, IpCidr, ParseCidrError, PodConfig, Route};
-#[allow(unused_imports)]
 pub use watch::{PodTableSource, RefreshOutcome, SourceStatus};
 
 /// The highest rate (Mbit/s) the table accepts: 1 Tbit/s, beyond any NIC; larger values are

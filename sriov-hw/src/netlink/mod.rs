@@ -95,7 +95,6 @@ impl Netlink {
     }
 
     /// The raw rtnetlink handle, for the wrapper's own submodules only.
-    #[allow(dead_code)]
     fn handle(&self) -> &rtnetlink::Handle {
         &self.handle
     }
