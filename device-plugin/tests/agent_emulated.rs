@@ -2,6 +2,8 @@
 //! fixed-IP conflicts and reclaim, GC, restart and the reconciler. Assertions read the ledger
 //! (through the API) and the kernel, never logs.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed expectation is the test failing
+
 mod agent_support;
 
 use std::time::Duration;

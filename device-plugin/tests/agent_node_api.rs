@@ -1,6 +1,8 @@
 //! The node API's refusals and bookkeeping that need no NIC (and no root): the agent runs
 //! in-process on an empty sysfs tree, and the `run`/`status` commands as the real binary.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed expectation is the test failing
+
 mod agent_support;
 
 use std::process::Command;

@@ -2,6 +2,8 @@
 //! events. `ip link set <pf> down` must turn every VF of the PF Unhealthy within 1 s; up must
 //! bring them back; shrinking the NIC must withdraw VFs. Skipped loudly when not root.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed expectation is the test failing
+
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;

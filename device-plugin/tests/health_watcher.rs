@@ -2,6 +2,8 @@
 //! pools, NUMA, withdrawn and new VFs after rescans, config swaps, and PF link health driven by
 //! link events (through `ManualLinks`: the fixture's netdevs do not exist on this machine).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed expectation is the test failing
+
 use std::fs;
 use std::path::Path;
 use std::sync::Arc;

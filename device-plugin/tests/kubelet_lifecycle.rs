@@ -1,6 +1,8 @@
 //! The kubelet side over time: kubelet restarts and late starts, pools added and removed by a
 //! config reload, shutdown, and a 512-VF inventory.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed expectation is the test failing
+
 mod common;
 
 use std::time::{Duration, Instant};

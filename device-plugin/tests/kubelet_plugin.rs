@@ -1,6 +1,8 @@
 //! The device plugin API as kubelet uses it: registration, ListAndWatch, Allocate,
 //! GetPreferredAllocation, through the kubelet stand-in over real Unix sockets.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed expectation is the test failing
+
 mod common;
 
 use std::time::{Duration, Instant};

@@ -1,6 +1,8 @@
 //! The metrics endpoint over real TCP connections on 127.0.0.1:0, and the agent's series as a
 //! scrape shows them, line by line.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed expectation is the test failing
+
 use std::sync::Arc;
 use std::time::Duration;
 

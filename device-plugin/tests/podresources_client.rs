@@ -1,6 +1,8 @@
 //! `devices_of_pod` against a stand-in kubelet PodResources server on a real Unix socket, speaking
 //! kubelet's own v1 proto.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed expectation is the test failing
+
 use std::path::Path;
 use std::time::{Duration, Instant};
 

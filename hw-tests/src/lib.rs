@@ -2,6 +2,8 @@
 //! privileges, unique names, guards that tear down what a test created even when it panics, and
 //! reading kernel state as JSON (`ip -j`, `bridge -j`, `tc -j`).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test support: a failed expectation fails the test
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU32, Ordering};

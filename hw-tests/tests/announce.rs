@@ -3,6 +3,8 @@
 //! ARP for IPv4, unsolicited NA for IPv6), without sending anything itself. A host on another
 //! VLAN hears nothing. The real `sriov` binary and agent on the emulated NIC.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed expectation is the test failing
+
 use std::process::Command;
 use std::time::{Duration, Instant};
 

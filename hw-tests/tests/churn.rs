@@ -9,6 +9,8 @@
 //! CI runs 200 lifecycles; the full day (1440) is `SRIOV_CHURN_LIFECYCLES=1440 cargo test -p
 //! hw-tests --test churn -- --nocapture` (as root, after `cargo build --workspace --all-features --bins`).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed expectation is the test failing
+
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 

@@ -2,6 +2,8 @@
 //! pod table and pool config gets its expected error code and a message naming the problem, and
 //! changes nothing — the ledger stays empty and every VF stays as it was.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed expectation is the test failing
+
 use hw_tests::cni_fixture::{Bed, default_pod_table, pod_netns};
 use hw_tests::require_root;
 use serde_json::{Value, json};

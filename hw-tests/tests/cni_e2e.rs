@@ -2,6 +2,8 @@
 //! standalone mode, real namespaces. Assertions read the kernel (`ip -j`, `bridge -j`, `tc -j`), the
 //! VF table as the PF reports it, the parsed CNI result and the agent's ledger (`status`).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed expectation is the test failing
+
 use hw_tests::cni_fixture::{Bed, default_pod_table, pod_netns};
 use hw_tests::{require_root, unique_name};
 use serde_json::{Value, json};

@@ -4,6 +4,8 @@
 //! contents are the feature, so the tests read it; the calls' effects are still checked on the
 //! CNI result, the ledger and the VF table.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed expectation is the test failing
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 

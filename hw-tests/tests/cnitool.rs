@@ -1,6 +1,8 @@
 //! The real CNI client: libcni's `cnitool` (built from Debian's source package by
 //! `scripts/build-cnitool.sh`) drives `sriov` through add/check/del with cniVersion 1.0.0 and 0.4.0.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed expectation is the test failing
+
 use std::process::Command;
 
 use hw_tests::cni_fixture::{Bed, NET, default_pod_table, pod_netns};

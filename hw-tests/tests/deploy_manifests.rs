@@ -2,6 +2,8 @@
 //! image, binary names and flags, and the embedded pool config, pod table and netconf parse with
 //! the same code the agent and the CNI use.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed expectation is the test failing
+
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;

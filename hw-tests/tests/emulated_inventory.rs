@@ -1,6 +1,8 @@
 //! `emulate up` of 8 VFs, then `inventory --json` lists exactly those; `emulate down` leaves no
 //! links and no sysfs tree. Drives the real `sriov-device-plugin` binary.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed expectation is the test failing
+
 use std::process::Command;
 
 use hw_tests::{EmulatedNic, bin, link_names, require_root, run_ok, unique_name};

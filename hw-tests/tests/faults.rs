@@ -4,6 +4,8 @@
 //! results and exit codes, and the ledger through `sriov-device-plugin status --json` — never on
 //! log lines. The agent's storage failing is in `faults_storage.rs`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed expectation is the test failing
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};

@@ -3,6 +3,8 @@
 //! the CNI's error JSON and exit code, the kernel (`ip -j`, the PF's VF table) and the ledger
 //! through `sriov-device-plugin status --json` — never on log lines.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed expectation is the test failing
+
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};

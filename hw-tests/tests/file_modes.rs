@@ -6,6 +6,8 @@
 //! Its own test binary: the tests set the process umask to 000 (as a careless init system
 //! would), which every child inherits.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed expectation is the test failing
+
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::Path;

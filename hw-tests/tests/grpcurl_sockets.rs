@@ -4,6 +4,8 @@
 //! socket and the per-pool device plugin sockets exist; grpcurl is `SRIOV_GRPCURL`
 //! (`scripts/build-grpcurl.sh`, set by `scripts/test.sh`).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed expectation is the test failing
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

@@ -2,6 +2,8 @@
 //! before the VF moves, with the pod's interface untouched, the VF home under its own name,
 //! nothing in the ledger, and the pool still usable.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed expectation is the test failing
+
 use std::process::Command;
 
 use hw_tests::cni_fixture::{Bed, default_pod_table, pod_netns};

@@ -8,6 +8,8 @@
 //!
 //! One test: a machine runs one kubelet, and the steps build on each other.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed expectation is the test failing
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;

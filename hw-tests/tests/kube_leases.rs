@@ -7,6 +7,8 @@
 //!
 //! One test: the steps share one cluster (one per machine).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed expectation is the test failing
+
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 

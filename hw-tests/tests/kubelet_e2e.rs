@@ -3,6 +3,8 @@
 //! protos over real Unix sockets in the same directory. Health changes come from setting the
 //! emulated PF down and up with `ip link`, as an operator or a cable would.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed expectation is the test failing
+
 use std::process::Command;
 use std::time::{Duration, Instant};
 

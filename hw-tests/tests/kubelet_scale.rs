@@ -4,6 +4,8 @@
 //! one PF's link going down. The fixture PFs' netdevs are veth links in the host named uniquely,
 //! so the agent's netlink health sees real links.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed expectation is the test failing
+
 use std::process::Command;
 use std::time::{Duration, Instant};
 

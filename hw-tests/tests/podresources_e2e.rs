@@ -3,6 +3,8 @@
 //! that VF. No Multus: the netconf names only `resourceName`, as a cluster without Multus's
 //! device-ID injection sends it.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed expectation is the test failing
+
 use hw_tests::cni_fixture::{Bed, RESOURCE, default_pod_table, pod_netns};
 use hw_tests::podresources::PodResourcesStandIn;
 use hw_tests::require_root;

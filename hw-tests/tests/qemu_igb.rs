@@ -4,6 +4,8 @@
 //! runner says `skipped: <why>`; with `SRIOV_REQUIRE_PRIVILEGED=1` (CI) that is a failure.
 //! `SRIOV_QEMU=0` skips it on purpose (it takes a few minutes).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed expectation is the test failing
+
 use std::path::Path;
 use std::process::Command;
 

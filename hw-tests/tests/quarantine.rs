@@ -2,6 +2,8 @@
 //! namespace it does not know (quarantined, shown in `status`, brought home by the reconciler
 //! once it can see that namespace), and the VFs of a PF whose link is down.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed expectation is the test failing
+
 use std::path::PathBuf;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};

@@ -1,6 +1,8 @@
 //! A tonic server and client talk over a Unix socket, the way the agent talks to kubelet and
 //! the CNI talks to the agent: server on `UnixListenerStream`, client via `connect_uds`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed expectation is the test failing
+
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 

@@ -2,6 +2,8 @@
 //! message and compares the exact bytes, so a renumbered field fails here rather than as a
 //! silent mismatch with a real kubelet.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed expectation is the test failing
+
 use prost::Message;
 use sriov_proto::deviceplugin::v1beta1 as dp;
 use sriov_proto::podresources::v1 as pr;

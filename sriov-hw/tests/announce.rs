@@ -2,6 +2,8 @@
 //! neighbour's cache with iproute2: the cache follows, the carrier wait waits for carrier and no
 //! longer than its bound, and a missing link is reported, never a panic or a hang.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed expectation is the test failing
+
 mod common;
 
 use std::net::IpAddr;

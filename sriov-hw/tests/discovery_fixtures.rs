@@ -1,6 +1,8 @@
 //! Discovery on sysfs trees shaped like real NICs (see `sriov_hw::fixtures::presets`), including
 //! damaged trees, single-VF lookups as the CNI does them, and trees at the agent's scale.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed expectation is the test failing
+
 use std::path::Path;
 use std::time::Instant;
 

@@ -3,6 +3,8 @@
 //! teardown. Each test uses its own PF name, netns names and sysfs root, and cleans up on panic.
 //! Skipped (loudly) when not root.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed expectation is the test failing
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};

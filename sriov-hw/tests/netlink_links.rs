@@ -1,5 +1,7 @@
 //! Privileged: links, addresses and routes in real namespaces, checked with iproute2.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed expectation is the test failing
+
 mod common;
 
 use std::net::IpAddr;

@@ -1,5 +1,7 @@
 //! Privileged: link change events arrive for a link set down and up, and for its deletion.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed expectation is the test failing
+
 mod common;
 
 use std::time::{Duration, Instant};

@@ -2,6 +2,8 @@
 //! IFLA_VF_* write with EOPNOTSUPP, like `ip link set <veth> vf 0 …`; the errors must say which PF,
 //! which VF and which operation, because that is all an operator reading a CNI error gets.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed expectation is the test failing
+
 mod common;
 
 use common::{VethGuard, privileged};

@@ -4,6 +4,8 @@
 //! and whether two answered the same request. Run it in the namespace of IFACE
 //! (`ip netns exec`). Exits 2 on bad arguments, 1 on socket errors.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test support: a failed expectation fails the test
+
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 

@@ -21,6 +21,8 @@
 //! `--tree-only DIR` writes the tree to `DIR/sys` (PF netdevs named `sbkf<p>`, no host links)
 //! and `DIR/pools.json`, then exits: a fixed tree to profile `inventory` or `run` on by hand.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test support: a failed expectation fails the test
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

@@ -17,6 +17,8 @@
 //! and that is all the benchmark would measure. Usage: `bench_kube_startup [--pods 8] [--rounds 3]`; see
 //! `scripts/bench-kube-startup.sh`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test support: a failed expectation fails the test
+
 use std::io::BufReader;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};

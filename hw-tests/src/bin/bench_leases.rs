@@ -8,6 +8,8 @@
 //! Needs root and the kube binaries (`scripts/k8s/build-kube.sh`); brings the cluster up and
 //! down itself. Usage: `bench_leases [--rounds 30]`; see `scripts/bench-leases.sh`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test support: a failed expectation fails the test
+
 use std::time::{Duration, Instant};
 
 use hw_tests::api_bed::{ApiNode, put_pod_table};

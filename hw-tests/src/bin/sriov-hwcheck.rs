@@ -4,6 +4,8 @@
 //! run it as root with a PF that is up, has carrier and has at least 3 VFs enabled. It finds
 //! `sriov` and `sriov-device-plugin` in `SRIOV_BIN_DIR` (else the workspace's target dir).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test support: a failed expectation fails the test
+
 use hw_tests::hwcheck::{self, Options};
 
 fn main() {
