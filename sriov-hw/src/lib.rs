@@ -15,6 +15,7 @@ pub mod netlink;
 pub mod netns;
 pub mod pci;
 pub mod sysfs;
+pub mod vf;
 pub mod vfctl;
 
 pub use cidr::IpCidr;

@@ -14,12 +14,16 @@
 use std::ffi::{CStr, CString, OsStr};
 use std::fs::File;
 use std::io::{self, Read};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Component, Path, PathBuf};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
+
+use nix::errno::Errno;
+use nix::fcntl::{OFlag, OpenHow, ResolveFlag};
+use nix::sys::stat::Mode;
 
 mod dir;
 
@@ -37,14 +41,6 @@ static NO_OPENAT2: AtomicBool = AtomicBool::new(false);
 
 /// How often one lookup tries openat2 while it answers EAGAIN.
 const OPENAT2_ATTEMPTS: u32 = 8;
-
-/// `struct open_how` of linux/openat2.h (libc's is `non_exhaustive`, so not constructible).
-#[repr(C)]
-struct OpenHow {
-    flags: u64,
-    mode: u64,
-    resolve: u64,
-}
 
 /// Why a sysfs read failed. Every variant names the absolute path that was read.
 #[derive(Debug, thiserror::Error)]
@@ -231,7 +227,7 @@ impl Sysfs {
     /// Opens `rel` with the kernel confining resolution to the root (`openat2` with
     /// `RESOLVE_IN_ROOT`, Linux 5.6+): one syscall instead of one `lstat` per component. `None`
     /// when openat2 is unavailable; the caller then walks the path itself.
-    fn open_in_root(&self, rel: &Path, flags: libc::c_int) -> Option<io::Result<OwnedFd>> {
+    fn open_in_root(&self, rel: &Path, flags: OFlag) -> Option<io::Result<OwnedFd>> {
         if self.walk_only || NO_OPENAT2.load(Ordering::Relaxed) {
             return None;
         }
@@ -250,14 +246,14 @@ impl Sysfs {
             Ok(fd) => fd,
             Err(e) => return Some(Err(e)),
         };
-        let resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
+        let resolve = ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS;
         openat2(&dirfd, &rel, flags, resolve)
     }
 
     /// An I/O error about `rel`, with ELOOP reported as [`SysfsError::SymlinkLoop`].
     fn io_error(&self, rel: &Path, error: io::Error) -> SysfsError {
         let path = self.path(rel);
-        if error.raw_os_error() == Some(libc::ELOOP) {
+        if error.raw_os_error() == Some(Errno::ELOOP as i32) {
             SysfsError::SymlinkLoop { path }
         } else {
             SysfsError::Io { path, error }
@@ -267,7 +263,7 @@ impl Sysfs {
     /// Opens a regular file for reading. FIFOs and devices are refused without blocking.
     pub fn open(&self, rel: impl AsRef<Path>) -> Result<File, SysfsError> {
         let rel = rel.as_ref();
-        let flags = libc::O_RDONLY | libc::O_NONBLOCK;
+        let flags = OFlag::O_RDONLY | OFlag::O_NONBLOCK;
         // Errors name the path asked for, whichever branch runs (openat2, or the walk, which
         // may resolve elsewhere): which one runs can change from one call to the next (EAGAIN).
         let file = match (!self.is_system_root())
@@ -285,7 +281,7 @@ impl Sysfs {
                 };
                 std::fs::OpenOptions::new()
                     .read(true)
-                    .custom_flags(flags | libc::O_CLOEXEC)
+                    .custom_flags((flags | OFlag::O_CLOEXEC).bits())
                     .open(&abs)
                     .map_err(|error| SysfsError::Io {
                         path: self.path(rel),
@@ -334,7 +330,7 @@ impl Sysfs {
             let abs = self.root.join(&rel);
             return std::fs::read_link(&abs).map_err(|e| not_a_link(abs, e));
         }
-        let dir_flags = libc::O_PATH | libc::O_DIRECTORY;
+        let dir_flags = OFlag::O_PATH | OFlag::O_DIRECTORY;
         match self.open_in_root(parent, dir_flags) {
             Some(Ok(dir)) => readlinkat(&dir, name).map_err(|e| not_a_link(self.path(&rel), e)),
             Some(Err(error)) => Err(self.io_error(&rel, error)),
@@ -390,18 +386,8 @@ impl Sysfs {
 
 /// `open(path, O_PATH | O_DIRECTORY)`: a handle to resolve paths from.
 fn open_dir_path(path: &CStr) -> io::Result<OwnedFd> {
-    // SAFETY: a valid NUL-terminated path; the fd is owned right after.
-    let fd = unsafe {
-        libc::open(
-            path.as_ptr(),
-            libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `fd` is a fresh descriptor nobody else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    let flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+    Ok(nix::fcntl::open(path, flags, Mode::empty())?)
 }
 
 /// `openat2(dir, path, {flags | O_CLOEXEC, resolve})`. `None` when openat2 cannot be used (then
@@ -409,51 +395,33 @@ fn open_dir_path(path: &CStr) -> io::Result<OwnedFd> {
 fn openat2(
     dir: &OwnedFd,
     path: &CStr,
-    flags: libc::c_int,
-    resolve: u64,
+    flags: OFlag,
+    resolve: ResolveFlag,
 ) -> Option<io::Result<OwnedFd>> {
-    let how = OpenHow {
-        flags: (flags | libc::O_CLOEXEC) as u64,
-        mode: 0,
-        resolve,
-    };
+    let how = OpenHow::new()
+        .flags(flags | OFlag::O_CLOEXEC)
+        .resolve(resolve);
     // EAGAIN: a rename or mount anywhere on the system raced the lookup (the kernel checks
     // global sequence counts); it says to retry. Under load that is common, so retry a few
     // times before the caller walks instead.
     let mut attempts = 0;
-    let fd = loop {
-        // SAFETY: openat2(dirfd, path, &how, sizeof how) with live, correctly sized arguments.
-        let fd = unsafe {
-            libc::syscall(
-                libc::SYS_openat2,
-                dir.as_raw_fd(),
-                path.as_ptr(),
-                &how as *const OpenHow,
-                std::mem::size_of::<OpenHow>(),
-            )
-        };
+    let res = loop {
+        let res = nix::fcntl::openat2(dir, path, how);
         attempts += 1;
-        if fd >= 0 || attempts >= OPENAT2_ATTEMPTS {
-            break fd;
-        }
-        if io::Error::last_os_error().raw_os_error() != Some(libc::EAGAIN) {
-            break fd;
+        if !matches!(res, Err(Errno::EAGAIN)) || attempts >= OPENAT2_ATTEMPTS {
+            break res;
         }
     };
-    if fd < 0 {
-        let e = io::Error::last_os_error();
+    match res {
+        Ok(fd) => Some(Ok(fd)),
         // ENOSYS: old kernel; EPERM: seccomp; E2BIG/EAGAIN: cannot do it now — walk instead.
-        return match e.raw_os_error() {
-            Some(libc::ENOSYS | libc::EPERM | libc::E2BIG) => {
-                NO_OPENAT2.store(true, Ordering::Relaxed);
-                None
-            }
-            Some(libc::EAGAIN) => None,
-            _ => Some(Err(e)),
-        };
+        Err(Errno::ENOSYS | Errno::EPERM | Errno::E2BIG) => {
+            NO_OPENAT2.store(true, Ordering::Relaxed);
+            None
+        }
+        Err(Errno::EAGAIN) => None,
+        Err(e) => Some(Err(e.into())),
     }
-    // SAFETY: a fresh descriptor returned by the kernel, owned from here on.
-    Some(Ok(unsafe { OwnedFd::from_raw_fd(fd as libc::c_int) }))
 }
 
 /// Checks that `file` is a regular file.
@@ -568,41 +536,10 @@ fn join_target(
     Ok(out)
 }
 
-/// `readlinkat(dir, name)`.
+/// `readlinkat(dir, name)`. A `name` holding a NUL is refused as EINVAL, the kernel's answer
+/// for "not a symlink" too, so it reads as no link by that name.
 fn readlinkat(dir: &OwnedFd, name: &OsStr) -> io::Result<PathBuf> {
-    let invalid = |e| io::Error::new(io::ErrorKind::InvalidInput, e);
-    with_c_str(name.as_bytes(), |name| {
-        let mut buf = [0u8; libc::PATH_MAX as usize];
-        // SAFETY: `buf` is writable for its length; `name` is NUL-terminated; `dir` is open.
-        let n = unsafe {
-            libc::readlinkat(
-                dir.as_raw_fd(),
-                name.as_ptr(),
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-            )
-        };
-        let n = usize::try_from(n).map_err(|_| io::Error::last_os_error())?;
-        let target = buf.get(..n).unwrap_or(&buf[..]);
-        Ok(PathBuf::from(OsStr::from_bytes(target)))
-    })
-    .map_err(invalid)?
-}
-
-/// Calls `f` with `bytes` as a C string, built on the stack when short (entry names, most
-/// paths). Fails if `bytes` holds a NUL.
-fn with_c_str<R>(bytes: &[u8], f: impl FnOnce(&CStr) -> R) -> Result<R, std::ffi::NulError> {
-    let mut buf = [0u8; 256];
-    if let Some(dst) = buf.get_mut(..bytes.len())
-        && bytes.len() < 256
-        && !bytes.contains(&0)
-    {
-        dst.copy_from_slice(bytes);
-        if let Ok(c) = CStr::from_bytes_until_nul(&buf) {
-            return Ok(f(c));
-        }
-    }
-    CString::new(bytes).map(|c| f(&c))
+    Ok(PathBuf::from(nix::fcntl::readlinkat(dir, name)?))
 }
 
 /// Lexically normalizes a path to a root-relative one: drops `/` and `.`, applies `..` without

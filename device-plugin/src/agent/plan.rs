@@ -11,8 +11,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use sriov_hw::attach::NodeMachine;
 use sriov_hw::discovery::{self, Pf, Vf};
 use sriov_hw::netlink::LinkInfo;
-use sriov_hw::vfctl::{EMULATED_DRIVER, VfControl};
-use sriov_hw::{MacAddr, PciAddr, emulated};
+use sriov_hw::vfctl::{VfControl, VfNetdevs};
+use sriov_hw::{MacAddr, PciAddr};
 use sriov_proto::node::{
     Attachment, AttachmentKey, Desired, Dns, PlanRequest, Route, State as AttState, VfConfig,
     VfSettings,
@@ -497,57 +497,37 @@ async fn record(
     Ok(att)
 }
 
-/// The VF's netdev in the host namespace. The emulated NIC's tree does not follow renames, so
-/// its VF is known by name (`<pf>v<i>`) and re-created if its veth died with a namespace.
+/// The VF's netdev in the host namespace, as the PF's backend finds it. One that is not there is
+/// revived (an emulated VF whose veth died with a namespace is re-created; a no-op for a real VF)
+/// and looked up once more. `_state` and `_pf_driver` are unused: the machine's backend knows.
 async fn host_netdev(
-    state: &State,
+    _state: &State,
     machine: &NodeMachine,
     pf_name: &str,
-    pf_driver: &str,
+    _pf_driver: &str,
     vf: &Vf,
 ) -> Result<LinkInfo, AgentError> {
-    let nl = machine.netlink();
-    let lookup = |name: String| async move {
-        nl.link_by_name(&name)
-            .await
-            .map_err(|e| AgentError::Hardware(format!("VF {}: look up {name}: {e}", vf.pci)))
-    };
-    if pf_driver == EMULATED_DRIVER {
-        let name = emulated::vf_netdev_name(pf_name, vf.index);
-        if let Some(l) = lookup(name.clone()).await? {
-            return Ok(l);
-        }
-        emulated::revive_vf(pf_name, vf.index, &state.cfg.sysfs_root)
-            .await
-            .map_err(|e| {
-                AgentError::Hardware(format!("VF {}: re-create emulated VF: {e}", vf.pci))
-            })?;
-        return lookup(name.clone()).await?.ok_or_else(|| {
-            AgentError::NotHome(format!(
-                "{} netdev {name} is not in the host namespace and no attachment holds it",
-                vf.pci
-            ))
-        });
+    let backend = machine.backend();
+    let hw = |e: sriov_hw::vfctl::VfError| AgentError::Hardware(format!("VF {}: {e}", vf.pci));
+    let lookup = || backend.host_netdev(pf_name, vf.index, vf.pci);
+    if let Some(l) = lookup().await.map_err(hw)? {
+        return Ok(l);
     }
-    if vf.driver.is_none() {
+    backend.revive(pf_name, vf.index).await.map_err(hw)?;
+    if let Some(l) = lookup().await.map_err(hw)? {
+        return Ok(l);
+    }
+    match vf.driver.as_deref() {
         // No driver, no netdev anywhere: nothing is "away", the VF is just not usable as it is.
-        return Err(AgentError::Precondition(format!(
+        None => Err(AgentError::Precondition(format!(
             "VF {} has no driver bound: no netdev to attach",
             vf.pci
-        )));
+        ))),
+        Some(driver) => Err(AgentError::NotHome(format!(
+            "{} netdev is not in the host namespace (driver {driver}) and no attachment holds it",
+            vf.pci
+        ))),
     }
-    let names = discovery::vf_netdevs(&state.sysfs, vf.pci)
-        .map_err(|e| AgentError::Hardware(format!("VF {}: {e}", vf.pci)))?;
-    for n in names {
-        if let Some(l) = lookup(n).await? {
-            return Ok(l);
-        }
-    }
-    Err(AgentError::NotHome(format!(
-        "{} netdev is not in the host namespace (driver {}) and no attachment holds it",
-        vf.pci,
-        vf.driver.as_deref().unwrap_or("none")
-    )))
 }
 
 #[cfg(test)]

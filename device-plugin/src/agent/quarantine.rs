@@ -8,10 +8,10 @@ use std::collections::HashSet;
 use std::path::Path;
 
 use sriov_hw::PciAddr;
-use sriov_hw::attach::{Machine, NodeMachine, Original, VfTarget};
+use sriov_hw::attach::{Machine, NodeMachine};
 use sriov_hw::discovery;
 use sriov_hw::netns::NetnsHandle;
-use sriov_hw::vfctl::EMULATED_DRIVER;
+use sriov_hw::vfctl::VfNetdevs;
 
 use super::state::State;
 use crate::health::Unavailable;
@@ -77,23 +77,13 @@ async fn bring_home(
 ) -> Result<Option<String>, String> {
     let pf_name = discovery::pf_netdev_of_vf(&state.sysfs, pci).map_err(|e| e.to_string())?;
     let machine = NodeMachine::new(pf_driver, &state.cfg.sysfs_root).map_err(|e| e.to_string())?;
-    let target = VfTarget {
-        pci,
-        pf: pf_name.clone(),
-        index,
-        vfio: false,
-    };
-    let emulated = pf_driver == EMULATED_DRIVER;
-    let orig = Original {
-        netdev: if emulated {
-            sriov_hw::emulated::vf_netdev_name(&pf_name, index)
-        } else {
-            String::new()
-        },
-        ..Original::default()
-    };
-    if let Some(name) = machine.find_in_host(&target, &orig).await {
-        return Ok(Some(name));
+    let backend = machine.backend();
+    if let Some(l) = backend
+        .host_netdev(&pf_name, index, pci)
+        .await
+        .map_err(|e| e.to_string())?
+    {
+        return Ok(Some(l.name));
     }
     for ns in namespaces {
         if ns.is_same(machine.host_ns()) {
@@ -102,31 +92,31 @@ async fn bring_home(
         let Ok(inside) = machine.enter(ns) else {
             continue; // gone meanwhile
         };
-        let Some(name) = machine
-            .find_in_pod(&inside, &target, &orig)
+        let Some(name) = backend
+            .netdev_in(&inside, &pf_name, index, pci)
             .await
             .map_err(|e| e.to_string())?
         else {
             continue;
         };
-        // The emulated NIC knows its VF by name; a real VF keeps the name it has unless the
-        // host already uses that name.
-        let home = if emulated {
-            orig.netdev.clone()
-        } else if machine
-            .host()
-            .link_by_name(&name)
-            .await
-            .ok()
-            .flatten()
-            .is_none()
-        {
-            name.clone()
-        } else {
-            format!("vf{}", pci.to_string().replace([':', '.'], ""))
+        // A backend that knows its VFs by name gets that name back; otherwise the VF keeps the
+        // name it has, unless the host already uses it.
+        let home = match backend.home_name(&pf_name, index) {
+            Some(n) => n,
+            None if machine
+                .netlink()
+                .link_by_name(&name)
+                .await
+                .ok()
+                .flatten()
+                .is_none() =>
+            {
+                name.clone()
+            }
+            None => format!("vf{}", pci.to_string().replace([':', '.'], ""))
                 .chars()
                 .take(15)
-                .collect()
+                .collect(),
         };
         inside
             .move_to_netns(&name, machine.host_ns(), &home)

@@ -11,8 +11,8 @@ use futures::channel::mpsc;
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use futures::{FutureExt, StreamExt};
-use sriov_hw::emulated::EMULATED_DRIVER;
 use sriov_hw::netlink::{LinkEvent, LinkInfo, Netlink, NetlinkError, link_events};
+use sriov_hw::vfctl::NicKind;
 
 /// Link state as the health watcher needs it: events as they happen, and the current state of
 /// one link on demand (at start, after a missed event, after a rescan).
@@ -30,20 +30,14 @@ pub trait LinkSource: Send + Sync + 'static {
 ///
 /// - `None`: the netdev sysfs names does not exist in this namespace (deleted, renamed, or moved
 ///   away); VF control through it is impossible → **Unhealthy**.
-/// - a real NIC: **Healthy** iff administratively up (`IFF_UP`) *and* carrier present
-///   (`IFF_LOWER_UP`): a pulled cable or a switch port down means no traffic for any VF.
-/// - the emulated NIC (PF driver [`EMULATED_DRIVER`], a Linux bridge): **Healthy** iff
-///   administratively up. A bridge's carrier only says whether some port is up, i.e. whether
-///   some VF is in use, so it is not the "cable"; `ip link set <pf> down` is.
+/// - otherwise the rule of the PF's kind of NIC ([`NicKind::pf_link_healthy`]): a real NIC is
+///   **Healthy** iff administratively up *and* with carrier (a pulled cable stops every VF); the
+///   emulated NIC, a bridge whose carrier is not a cable, iff administratively up.
 ///
 /// PFs without any netdev (unbound driver) have no link to judge; the caller keeps their VFs
 /// Healthy (their VFs are withdrawn by the rescan if they go away).
 pub fn pf_link_healthy(link: Option<&LinkInfo>, pf_driver: Option<&str>) -> bool {
-    match link {
-        None => false,
-        Some(l) if pf_driver == Some(EMULATED_DRIVER) => l.up,
-        Some(l) => l.up && l.lower_up,
-    }
+    link.is_some_and(|l| NicKind::for_driver(pf_driver.unwrap_or_default()).pf_link_healthy(l))
 }
 
 /// Link state from the kernel: RTNLGRP_LINK events and RTM_GETLINK, in the agent's namespace.
@@ -183,6 +177,8 @@ impl LinkSource for ManualLinks {
 
 #[cfg(test)]
 mod tests {
+    use sriov_hw::emulated::EMULATED_DRIVER;
+
     use super::*;
 
     #[test]

@@ -4,15 +4,15 @@
 
 use std::future::Future;
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::model::{Original, Step, VfTarget};
 use crate::cidr::IpCidr;
 use crate::mac::MacAddr;
 use crate::netlink::{LinkInfo, Netlink, NetlinkError};
 use crate::netns::NetnsHandle;
-use crate::sysfs::Sysfs;
-use crate::vfctl::{Backend, VfControl, VfError};
+use crate::vf::{VfControl, VfError, VfNetdevs};
+use crate::vfctl::Backend;
 
 /// Link operations in one namespace (implemented by [`Netlink`]).
 pub trait LinkOps {
@@ -119,14 +119,12 @@ pub trait Machine {
     fn checkpoint(&self, _step: Step) {}
 }
 
-/// The real node: netlink in the host namespace, the VF backend of the PF's driver, and sysfs.
+/// The real node: netlink in the host namespace and the VF backend of the PF's driver, which
+/// also knows where that NIC's VF netdevs are.
 pub struct NodeMachine {
     host: Netlink,
     host_ns: NetnsHandle,
     vfs: Backend,
-    sysfs: Sysfs,
-    sysfs_root: PathBuf,
-    emulated: bool,
 }
 
 /// How long a VF may take to reappear in the host after its namespace was deleted (a real VF
@@ -146,11 +144,8 @@ impl NodeMachine {
         })?;
         Ok(NodeMachine {
             vfs: Backend::for_driver(pf_driver, host.clone(), sysfs_root),
-            emulated: pf_driver == crate::vfctl::EMULATED_DRIVER,
             host,
             host_ns,
-            sysfs: Sysfs::new(sysfs_root),
-            sysfs_root: sysfs_root.to_path_buf(),
         })
     }
 
@@ -162,16 +157,6 @@ impl NodeMachine {
     /// The host netlink connection.
     pub fn netlink(&self) -> &Netlink {
         &self.host
-    }
-
-    async fn sysfs_netdev(&self, t: &VfTarget) -> Option<String> {
-        let names = crate::discovery::vf_netdevs(&self.sysfs, t.pci).ok()?;
-        for n in names {
-            if matches!(self.host.link_by_name(&n).await, Ok(Some(_))) {
-                return Some(n);
-            }
-        }
-        None
     }
 }
 
@@ -202,15 +187,12 @@ impl Machine for NodeMachine {
         }
     }
 
-    async fn find_in_host(&self, t: &VfTarget, orig: &Original) -> Option<String> {
-        if self.emulated {
-            // The synthetic tree does not follow renames: the emulated VF is known by its name.
-            return match self.host.link_by_name(&orig.netdev).await {
-                Ok(Some(_)) => Some(orig.netdev.clone()),
-                _ => None,
-            };
+    /// As the backend finds it; a failed lookup counts as "not there".
+    async fn find_in_host(&self, t: &VfTarget, _orig: &Original) -> Option<String> {
+        match self.vfs.host_netdev(&t.pf, t.index, t.pci).await {
+            Ok(link) => link.map(|l| l.name),
+            Err(_) => None,
         }
-        self.sysfs_netdev(t).await
     }
 
     async fn find_in_pod(
@@ -219,48 +201,18 @@ impl Machine for NodeMachine {
         t: &VfTarget,
         _orig: &Original,
     ) -> Result<Option<String>, NetlinkError> {
-        if self.emulated {
-            return emulated_vf_in(&self.host, inside, t).await;
-        }
-        // A real VF's netdev names its PCI function as its parent device, in any namespace.
-        let pci = t.pci.to_string();
-        Ok(inside
-            .list_links()
-            .await?
-            .into_iter()
-            .find(|l| {
-                l.parent_bus.as_deref() == Some("pci") && l.parent_dev.as_deref() == Some(&pci)
-            })
-            .map(|l| l.name))
+        self.vfs.netdev_in(inside, &t.pf, t.index, t.pci).await
     }
 
+    /// Revives the VF (a no-op for a real one) and looks for it in the host until
+    /// [`REAPPEAR_WAIT`] has passed: the kernel tears a deleted namespace down asynchronously,
+    /// so a real VF reappears late, and an emulated VF's veth pair (so its representor) still
+    /// exists until then, which makes reviving it a no-op. Retry both.
     async fn recover(&self, t: &VfTarget, orig: &Original) -> Result<Option<String>, VfError> {
         let deadline = std::time::Instant::now() + REAPPEAR_WAIT;
-        if self.emulated {
-            // The kernel tears a deleted namespace down asynchronously: until it has, the veth
-            // pair (and so the representor) still exists and revive_vf is a no-op. Retry.
-            loop {
-                crate::emulated::revive_vf(&t.pf, t.index, &self.sysfs_root)
-                    .await
-                    .map_err(|e| {
-                        VfError::new(
-                            &t.pf,
-                            t.index,
-                            "re-create emulated VF",
-                            crate::vfctl::VfErrorKind::Emulation(e.to_string()),
-                        )
-                    })?;
-                if let Some(n) = self.find_in_host(t, orig).await {
-                    return Ok(Some(n));
-                }
-                if std::time::Instant::now() >= deadline {
-                    return Ok(None);
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-            }
-        }
         loop {
-            if let Some(n) = self.sysfs_netdev(t).await {
+            self.vfs.revive(&t.pf, t.index).await?;
+            if let Some(n) = self.find_in_host(t, orig).await {
                 return Ok(Some(n));
             }
             if std::time::Instant::now() >= deadline {
@@ -269,27 +221,4 @@ impl Machine for NodeMachine {
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
     }
-}
-
-/// The emulated VF `t` in the namespace of `inside`, by its veth pairing with the representor
-/// `<pf>r<i>`, which stays in the host: the representor's peer index (IFLA_LINK) names a link
-/// in the pod namespace, and that link must be a veth whose own peer is the representor. A pod's
-/// own veth (its `eth0`) has another peer, so it never matches, whatever its name or MAC.
-async fn emulated_vf_in(
-    host: &Netlink,
-    inside: &Netlink,
-    t: &VfTarget,
-) -> Result<Option<String>, NetlinkError> {
-    let rep_name = crate::emulated::representor_name(&t.pf, t.index);
-    let Some(rep) = host.link_by_name(&rep_name).await? else {
-        return Ok(None);
-    };
-    let Some(peer) = rep.link else {
-        return Ok(None);
-    };
-    Ok(inside
-        .link_by_index(peer)
-        .await?
-        .filter(|l| l.kind.as_deref() == Some("veth") && l.link == Some(rep.index))
-        .map(|l| l.name))
 }

@@ -18,7 +18,7 @@ pub use machine::{LinkOps, Machine, NodeMachine};
 pub use model::{Applied, AttachError, Original, PodConfig, Route, Step, VfSettings, VfTarget};
 
 use crate::netns::NetnsHandle;
-use crate::vfctl::{VfControl, VfState};
+use crate::vf::{VfControl, VfState};
 
 /// Applies `settings` to the VF and moves it into `pod_ns` as configured by `pod`. On failure,
 /// everything done is undone (see [`restore`]) and the error names the failed step and carries
@@ -267,7 +267,7 @@ pub async fn restore_vf_attributes<V: VfControl>(
 /// Records a restore step's failure in `errs`, except "not supported": the driver has no such
 /// attribute (e.g. link state on igb), so it cannot have been changed and there is nothing to
 /// put back — failing there would make DEL retry forever.
-fn note(errs: &mut Vec<AttachError>, step: Step, r: Result<(), crate::vfctl::VfError>) {
+fn note(errs: &mut Vec<AttachError>, step: Step, r: Result<(), crate::vf::VfError>) {
     match r {
         Err(e) if e.errno() == Some(libc::EOPNOTSUPP) => {
             tracing::debug!(%step, error = %e, "restore: attribute not supported, nothing to restore");

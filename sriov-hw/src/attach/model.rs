@@ -9,7 +9,7 @@ use crate::cidr::IpCidr;
 use crate::mac::MacAddr;
 use crate::netlink::NetlinkError;
 use crate::pci::PciAddr;
-use crate::vfctl::{VfError, VfLinkState, VfState, VfVlan};
+use crate::vf::{VfError, VfLinkState, VfState, VfVlan};
 
 /// The VF being attached: found by PCI address, configured through its PF.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -9,7 +9,7 @@ use super::*;
 use crate::cidr::IpCidr;
 use crate::mac::MacAddr;
 use crate::netlink::{LinkInfo, NetlinkError};
-use crate::vfctl::{VfError, VfErrorKind, VfLinkState, VfState, VfVlan};
+use crate::vf::{VfError, VfErrorKind, VfLinkState, VfState, VfVlan};
 
 /// Shared log of every operation, and which one (by prefix) should fail.
 #[derive(Default)]

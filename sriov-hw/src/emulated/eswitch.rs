@@ -16,7 +16,7 @@
 use super::{EmulateError, EmulatedVf, link_group, pf_mac};
 use crate::mac::MacAddr;
 use crate::netlink::{Netlink, NetlinkError};
-use crate::vfctl::{VfState, VfVlan, VlanProto};
+use crate::vf::{VfState, VfVlan, VlanProto};
 
 /// The bridge holding the representors of VLAN group `vlan` of PF `pf`.
 pub fn vlan_bridge_name(pf: &str, vlan: VfVlan) -> String {

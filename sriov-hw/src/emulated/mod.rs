@@ -15,9 +15,10 @@
 //!   [`EMULATED_DRIVER`] and VF driver [`EMULATED_VF_DRIVER`].
 //!
 //! [`up`] and [`down`] are idempotent; [`revive_vf`] re-creates a VF whose veth was destroyed with
-//! a pod's network namespace (a real VF would have returned to the host). VF configuration goes
-//! through [`crate::vfctl::Emulated`].
+//! a pod's network namespace (a real VF would have returned to the host). VF configuration, and
+//! finding a VF's netdev, go through [`Emulated`], the NIC's VF-control backend.
 
+mod control;
 pub mod eswitch;
 pub(crate) mod nic;
 pub mod registers;
@@ -32,8 +33,12 @@ use crate::mac::MacAddr;
 use crate::netlink::NetlinkError;
 use crate::pci::PciAddr;
 
-pub use crate::vfctl::EMULATED_DRIVER;
+pub use control::Emulated;
 pub use nic::{down, revive_vf, up};
+
+/// The PF driver name that marks an emulated NIC in our synthetic sysfs tree; the VF-control
+/// selection ([`crate::vfctl::NicKind::for_driver`]) is the one place that compares against it.
+pub const EMULATED_DRIVER: &str = "sriov-emu";
 
 /// The driver name the VFs of an emulated NIC are bound to in the synthetic tree (the PF's is
 /// [`EMULATED_DRIVER`]), like `igbvf` next to `igb`.

@@ -9,7 +9,7 @@ use super::{
     representor_mac, shaping, tree, validate_pf_name,
 };
 use crate::netlink::{Netlink, TopologyLink};
-use crate::vfctl::{VfLinkState, VfState};
+use crate::vf::{VfLinkState, VfState};
 
 /// Builds (or reshapes) the emulated PF `spec.pf` with `spec.vfs` VFs and its sysfs tree.
 ///

@@ -1,7 +1,7 @@
 //! The emulated VFs' "registers": the configuration set through the PF (MAC, VLAN, rates,
 //! spoofchk, trust, link state), one JSON file per VF in the PF's directory
 //! (`sriov_emu_vf/<i>.json`), written atomically. They outlive every process (the CNI runs once
-//! per call) and are what [`crate::vfctl::Emulated::vf_states`] reports, like a real PF driver's
+//! per call) and are what [`super::Emulated::vf_states`] reports, like a real PF driver's
 //! VF table. A VF without a file has the power-on defaults ([`default_state`]).
 //!
 //! Read-modify-apply sequences hold [`lock`], so concurrent CNI calls never apply a register
@@ -17,7 +17,7 @@ use nix::fcntl::{Flock, FlockArg};
 use super::EmulateError;
 use super::tree::write_atomic;
 use crate::mac::MacAddr;
-use crate::vfctl::{VfLinkState, VfState, VfVlan};
+use crate::vf::{VfLinkState, VfState, VfVlan};
 
 /// Directory of the register files inside the PF's directory.
 pub const REGISTERS_DIR: &str = "sriov_emu_vf";
@@ -119,7 +119,7 @@ mod tests {
         s.vlan = VfVlan {
             vlan: 100,
             qos: 3,
-            proto: crate::vfctl::VlanProto::Dot1Ad,
+            proto: crate::vf::VlanProto::Dot1Ad,
         };
         s.max_tx_rate = 100;
         s.link_state = Some(VfLinkState::Disable);

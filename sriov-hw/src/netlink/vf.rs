@@ -15,7 +15,7 @@ use netlink_packet_route::link::{
 
 use super::{Netlink, NetlinkError};
 use crate::mac::MacAddr;
-use crate::vfctl::{VfError, VfErrorKind, VfLinkState, VfState, VfVlan, VlanProto};
+use crate::vf::{VfError, VfErrorKind, VfLinkState, VfState, VfVlan, VlanProto};
 
 /// RTM_NEWLINK, the kernel's answer to RTM_GETLINK.
 const RTM_NEWLINK: u16 = 16;

@@ -11,7 +11,7 @@ use netlink_packet_route::link::VlanProtocol;
 use netlink_packet_route::link::{VfInfo, VfLinkState as NlVfLinkState, VfVlan as NlVfVlan};
 
 use crate::mac::MacAddr;
-use crate::vfctl::{VfLinkState, VfState, VfVlan, VlanProto};
+use crate::vf::{VfLinkState, VfState, VfVlan, VlanProto};
 
 /// `struct ifinfomsg`, in front of the attributes of every link message.
 const IFINFOMSG_LEN: usize = 16;

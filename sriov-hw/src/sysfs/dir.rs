@@ -12,15 +12,19 @@
 //! the lookup fails other than "no such file", or openat2 is unavailable, the method hands over
 //! to the path method, which resolves symlinks inside the root.
 
-use std::ffi::{CStr, CString, OsStr};
+use std::ffi::{CString, OsStr};
 use std::fs::File;
 use std::io;
-use std::os::fd::{IntoRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+
+use nix::dir::Dir;
+use nix::errno::Errno;
+use nix::fcntl::{OFlag, ResolveFlag};
 
 use super::{
     NO_OPENAT2, Sysfs, SysfsError, check_regular, join_target, normalize, open_dir_path, openat2,
@@ -28,11 +32,12 @@ use super::{
 };
 
 /// Lookups relative to an open directory: never above it, never through a symlink.
-const BENEATH: u64 =
-    libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS;
+const BENEATH: ResolveFlag = ResolveFlag::RESOLVE_BENEATH
+    .union(ResolveFlag::RESOLVE_NO_SYMLINKS)
+    .union(ResolveFlag::RESOLVE_NO_MAGICLINKS);
 
 /// How directories are held: a handle to resolve from, not readable itself.
-const DIR_FLAGS: libc::c_int = libc::O_PATH | libc::O_DIRECTORY;
+const DIR_FLAGS: OFlag = OFlag::O_PATH.union(OFlag::O_DIRECTORY);
 
 /// A directory of a [`Sysfs`] tree (see the module docs). Create with [`Sysfs::dir`].
 #[derive(Debug)]
@@ -129,12 +134,12 @@ impl<'a> SysfsDir<'a> {
     }
 
     /// Opens entry `name` relative to the directory. `None`: take the path method instead.
-    fn open_at(&self, name: &Path, flags: libc::c_int) -> Option<io::Result<OwnedFd>> {
+    fn open_at(&self, name: &Path, flags: OFlag) -> Option<io::Result<OwnedFd>> {
         let fd = self.fd.as_ref()?;
         let c = plain_path(name)?;
         match openat2(fd, &c, flags, BENEATH)? {
             Ok(fd) => Some(Ok(fd)),
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Some(Err(e)),
+            Err(e) if e.raw_os_error() == Some(Errno::ENOENT as i32) => Some(Err(e)),
             // A symlink on the way (ELOOP), or anything unusual: the path method decides.
             Err(_) => None,
         }
@@ -143,7 +148,7 @@ impl<'a> SysfsDir<'a> {
     /// As [`Sysfs::read_string`] on `<dir>/<name>`.
     pub fn read_string(&self, name: impl AsRef<Path>) -> Result<String, SysfsError> {
         let name = name.as_ref();
-        match self.open_at(name, libc::O_RDONLY | libc::O_NONBLOCK) {
+        match self.open_at(name, OFlag::O_RDONLY | OFlag::O_NONBLOCK) {
             None => self.sysfs.read_string(self.rel.join(name)),
             Some(Err(error)) => Err(SysfsError::Io {
                 path: self.path(name),
@@ -175,12 +180,12 @@ impl<'a> SysfsDir<'a> {
         if let (Some(fd), Some(c)) = (&self.fd, plain_name(name)) {
             match readlinkat(fd, OsStr::from_bytes(c.to_bytes())) {
                 Ok(t) => return Ok(t),
-                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                Err(e) if e.raw_os_error() == Some(Errno::EINVAL as i32) => {
                     return Err(SysfsError::NotASymlink {
                         path: self.path(name),
                     });
                 }
-                Err(error) if error.raw_os_error() == Some(libc::ENOENT) => {
+                Err(error) if error.raw_os_error() == Some(Errno::ENOENT as i32) => {
                     return Err(SysfsError::Io {
                         path: self.path(name),
                         error,
@@ -214,7 +219,7 @@ impl<'a> SysfsDir<'a> {
             path: self.path(name),
             error,
         };
-        match self.open_at(name, libc::O_RDONLY | libc::O_DIRECTORY) {
+        match self.open_at(name, OFlag::O_RDONLY | OFlag::O_DIRECTORY) {
             None => self.sysfs.list_dir(self.rel.join(name)),
             Some(Err(e)) => Err(io_err(e)),
             Some(Ok(fd)) => read_names(fd).map_err(io_err),
@@ -271,38 +276,16 @@ fn is_plain_target(t: &Path) -> bool {
 
 /// The names in the open directory `fd` (without `.` and `..`), sorted, lossily UTF-8.
 fn read_names(fd: OwnedFd) -> io::Result<Vec<String>> {
-    let raw = fd.into_raw_fd();
-    // SAFETY: `raw` is an open directory descriptor we own; fdopendir takes it over on success.
-    let dir = unsafe { libc::fdopendir(raw) };
-    if dir.is_null() {
-        let e = io::Error::last_os_error();
-        // SAFETY: fdopendir failed, so `raw` is still ours to close.
-        unsafe { libc::close(raw) };
-        return Err(e);
-    }
     let mut names = Vec::new();
-    let res = loop {
-        // SAFETY: errno is thread-local; zeroing it tells "end" from "error" after readdir.
-        unsafe { *libc::__errno_location() = 0 };
-        // SAFETY: `dir` is a live DIR* until closedir below.
-        let ent = unsafe { libc::readdir64(dir) };
-        if ent.is_null() {
-            let e = io::Error::last_os_error();
-            break if e.raw_os_error() == Some(0) {
-                Ok(())
-            } else {
-                Err(e)
-            };
-        }
-        // SAFETY: readdir returned a valid entry whose d_name is NUL-terminated.
-        let name = unsafe { CStr::from_ptr((*ent).d_name.as_ptr()) }.to_bytes();
+    // The stream takes `fd` over (closed on failure too) and is closed after the last entry;
+    // iterating it by value does not rewind it first.
+    for entry in Dir::from_fd(fd)? {
+        let entry = entry?;
+        let name = entry.file_name().to_bytes();
         if name != b"." && name != b".." {
             names.push(String::from_utf8_lossy(name).into_owned());
         }
-    };
-    // SAFETY: `dir` came from fdopendir and is closed exactly once (with its descriptor).
-    unsafe { libc::closedir(dir) };
-    res?;
+    }
     names.sort();
     Ok(names)
 }

@@ -68,9 +68,8 @@ fn garbage_is_an_error_naming_the_path() {
 #[test]
 fn fifo_is_refused_without_blocking() {
     both(|d, sys| {
-        let p = std::ffi::CString::new(d.join("fifo").to_str().unwrap()).unwrap();
-        // SAFETY: a valid NUL-terminated path.
-        assert_eq!(unsafe { libc::mkfifo(p.as_ptr(), 0o600) }, 0);
+        let mode = nix::sys::stat::Mode::from_bits_truncate(0o600);
+        nix::unistd::mkfifo(&d.join("fifo"), mode).unwrap();
         assert!(matches!(
             sys.read_string("fifo").unwrap_err(),
             SysfsError::NotAFile { .. }

@@ -9,14 +9,22 @@
 //! real driver would: min TX rate ≠ 0 is refused as unsupported (as igb does), a VF index beyond
 //! the VF count and out-of-range VLAN/QoS values are invalid (the kernel's EINVAL). 802.1ad is
 //! accepted and isolated as its own VLAN space; QoS and trust are recorded only.
+//!
+//! A VF's netdev is known by its name `<pf>v<i>` in the host (the synthetic tree does not follow
+//! renames) and by its veth pairing with the representor in a pod; one whose veth died with a
+//! namespace is re-created ([`nic::revive_vf`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use super::{VfControl, VfError, VfErrorKind, VfLinkState, VfState, VfVlan};
-use crate::emulated::{EmulateError, EmulatedNic, eswitch, nic, registers, tree, validate_pf_name};
+use super::{
+    EmulateError, EmulatedNic, eswitch, nic, registers, representor_name, tree, validate_pf_name,
+    vf_netdev_name,
+};
 use crate::mac::MacAddr;
-use crate::netlink::Netlink;
+use crate::netlink::{LinkInfo, Netlink, NetlinkError};
+use crate::pci::PciAddr;
+use crate::vf::{VfControl, VfError, VfErrorKind, VfLinkState, VfNetdevs, VfState, VfVlan};
 
 /// Drives the emulated NIC's "VFs" with bridge and tc equivalents. Keeps no VF state: every call
 /// reads the registers from the PF's sysfs directory, so any number of processes (one per CNI
@@ -53,6 +61,13 @@ impl Emulated {
             sysfs_root: sysfs_root.to_path_buf(),
             nics: Mutex::new(Vec::new()),
         }
+    }
+
+    /// The emulated PF is a Linux bridge: its VFs can carry traffic iff it is administratively
+    /// up. A bridge's carrier only says whether some port is up, i.e. whether some VF is in use,
+    /// so it is not the "cable"; `ip link set <pf> down` is.
+    pub fn pf_link_healthy(link: &LinkInfo) -> bool {
+        link.up
     }
 
     /// PF `pf`'s description, read from its sysfs tree on first use.
@@ -220,5 +235,59 @@ impl VfControl for Emulated {
             s.link_state = Some(state)
         })
         .await
+    }
+}
+
+impl VfNetdevs for Emulated {
+    /// The link named `<pf>v<i>` in the host namespace.
+    async fn host_netdev(
+        &self,
+        pf: &str,
+        vf: u32,
+        _pci: PciAddr,
+    ) -> Result<Option<LinkInfo>, VfError> {
+        self.nl
+            .link_by_name(&vf_netdev_name(pf, vf))
+            .await
+            .map_err(|e| VfError::new(pf, vf, "look up VF netdev", e))
+    }
+
+    /// Re-creates the VF's veth pair if it died with a namespace, registers re-applied; a no-op
+    /// while the pair exists (the kernel tears a deleted namespace down asynchronously, so a
+    /// caller waiting for the VF retries).
+    async fn revive(&self, pf: &str, vf: u32) -> Result<(), VfError> {
+        nic::revive_vf(pf, vf, &self.sysfs_root)
+            .await
+            .map(|_| ())
+            .map_err(emulation_error(pf, vf, "re-create emulated VF"))
+    }
+
+    /// `<pf>v<i>`: the emulated NIC's tree does not follow renames.
+    fn home_name(&self, pf: &str, vf: u32) -> Option<String> {
+        Some(vf_netdev_name(pf, vf))
+    }
+
+    /// The link of `inside`'s namespace paired with the representor `<pf>r<i>`, which stays in
+    /// the host: the representor's peer index (IFLA_LINK) names a link in the pod namespace, and
+    /// that link must be a veth whose own peer is the representor. A pod's own veth (its `eth0`)
+    /// has another peer, so it never matches, whatever its name or MAC.
+    async fn netdev_in(
+        &self,
+        inside: &Netlink,
+        pf: &str,
+        vf: u32,
+        _pci: PciAddr,
+    ) -> Result<Option<String>, NetlinkError> {
+        let Some(rep) = self.nl.link_by_name(&representor_name(pf, vf)).await? else {
+            return Ok(None);
+        };
+        let Some(peer) = rep.link else {
+            return Ok(None);
+        };
+        Ok(inside
+            .link_by_index(peer)
+            .await?
+            .filter(|l| l.kind.as_deref() == Some("veth") && l.link == Some(rep.index))
+            .map(|l| l.name))
     }
 }

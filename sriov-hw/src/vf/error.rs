@@ -1,0 +1,52 @@
+//! Why a VF operation failed, whichever backend ran it.
+
+use crate::netlink::NetlinkError;
+
+/// Why a VF operation failed. Always names the PF, the VF and the operation, because an operator
+/// reading a CNI error has nothing else to go on.
+#[derive(Debug, thiserror::Error)]
+#[error("PF {pf} VF {vf}: {op} failed: {source}")]
+pub struct VfError {
+    pub pf: String,
+    pub vf: u32,
+    pub op: &'static str,
+    #[source]
+    pub source: VfErrorKind,
+}
+
+/// The underlying cause of a [`VfError`].
+#[derive(Debug, thiserror::Error)]
+pub enum VfErrorKind {
+    #[error(transparent)]
+    Netlink(#[from] NetlinkError),
+    #[error("not supported by this device: {0}")]
+    Unsupported(String),
+    #[error("{0}")]
+    Emulation(String),
+    /// The VF's sysfs entries could not be read (finding its netdev by PCI address).
+    #[error("{0}")]
+    Sysfs(String),
+    /// The PF's VF table has no entry for the VF.
+    #[error("the PF does not report this VF")]
+    NotReported,
+}
+
+impl VfError {
+    /// Builds an error for operation `op` on VF `vf` of `pf`.
+    pub fn new(pf: &str, vf: u32, op: &'static str, source: impl Into<VfErrorKind>) -> Self {
+        VfError {
+            pf: pf.to_string(),
+            vf,
+            op,
+            source: source.into(),
+        }
+    }
+
+    /// The kernel's errno, when the kernel refused (EOPNOTSUPP, EINVAL…).
+    pub fn errno(&self) -> Option<i32> {
+        match &self.source {
+            VfErrorKind::Netlink(e) => e.errno(),
+            _ => None,
+        }
+    }
+}
