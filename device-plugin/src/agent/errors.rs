@@ -114,14 +114,46 @@ pub enum AgentError {
         container: String,
         ifname: String,
     },
-    /// Reading or changing the hardware failed.
-    #[error("{0}")]
-    Hardware(String),
+    /// Reading or changing the hardware failed: which VF, doing what, and the typed cause.
+    #[error("VF {vf}: {op}: {cause}")]
+    Hardware {
+        vf: String,
+        op: &'static str,
+        #[source]
+        cause: HwCause,
+    },
+    /// A stale attachment holding what a Plan needs could not be released.
+    #[error("reclaiming {what} from a stale attachment: {cause}")]
+    Reclaim { what: String, cause: String },
     #[error(transparent)]
     Ledger(#[from] LedgerError),
 }
 
+/// What failed underneath a hardware operation, kept typed so a caller can tell a netlink
+/// failure from a VF control refusal from an incomplete restore without reading the message.
+#[derive(Debug, thiserror::Error)]
+pub enum HwCause {
+    /// A netlink request (connection, link lookup) failed.
+    #[error(transparent)]
+    Netlink(#[from] sriov_hw::netlink::NetlinkError),
+    /// The PF refused or failed a VF read or setting.
+    #[error(transparent)]
+    Vf(#[from] sriov_hw::vfctl::VfError),
+    /// Putting the VF's PF-side attributes back did not complete (the failed steps).
+    #[error("{0}")]
+    Restore(String),
+}
+
 impl AgentError {
+    /// A hardware failure of VF `vf` while doing `op`.
+    pub fn hardware(vf: impl ToString, op: &'static str, cause: impl Into<HwCause>) -> Self {
+        AgentError::Hardware {
+            vf: vf.to_string(),
+            op,
+            cause: cause.into(),
+        }
+    }
+
     /// A malformed request field.
     pub fn invalid(field: &'static str, msg: impl ToString) -> Self {
         AgentError::Invalid {
@@ -148,7 +180,7 @@ impl AgentError {
             | AgentError::OutOfService { .. }
             | AgentError::NotHome(_)
             | AgentError::PodResources(_) => Code::Unavailable,
-            AgentError::Hardware(_) => Code::Internal,
+            AgentError::Hardware { .. } | AgentError::Reclaim { .. } => Code::Internal,
             AgentError::Ledger(e) => match e {
                 LedgerError::Exists { .. } => Code::AlreadyExists,
                 LedgerError::NotFound(_) => Code::NotFound,
@@ -172,6 +204,32 @@ impl From<AgentError> for Status {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_hardware_failure_keeps_its_typed_cause() {
+        let e = AgentError::hardware(
+            "0000:3b:02.1",
+            "netlink",
+            sriov_hw::netlink::NetlinkError::Io {
+                op: "open",
+                message: "EMFILE".into(),
+            },
+        );
+        assert_eq!(e.code(), Code::Internal);
+        let src = std::error::Error::source(&e).map(|s| s.to_string());
+        assert!(src.is_some_and(|s| s.contains("EMFILE")));
+        assert!(matches!(
+            e,
+            AgentError::Hardware {
+                cause: HwCause::Netlink(_),
+                ..
+            }
+        ));
+        assert!(
+            e.to_string().starts_with("VF 0000:3b:02.1: netlink: "),
+            "{e}"
+        );
+    }
 
     #[test]
     fn codes() {

@@ -122,9 +122,9 @@ async fn reclaim_or_refuse(
     match reclaim::liveness(&h) {
         Liveness::Gone(why) => {
             tracing::info!(holder = %display_key(holder), pod = %reclaim::pod_of(&h), %why, "reclaiming {what} from a stale attachment");
-            reclaim::release(state, &h, None).await.map_err(|e| {
-                AgentError::Hardware(format!("reclaiming {what} from a stale attachment: {e}"))
-            })
+            reclaim::release(state, &h, None)
+                .await
+                .map_err(|cause| AgentError::Reclaim { what, cause })
         }
         Liveness::Alive(_) | Liveness::Unknown(_) => Err(AgentError::Held {
             what,
@@ -440,13 +440,9 @@ async fn record(
     let vf_driver = vf.driver.clone().unwrap_or_default();
     let vfio = vf_driver == VFIO_DRIVER;
     let root = &state.cfg.sysfs_root;
-    let hw = |what: &str, e: &dyn std::fmt::Display| {
-        AgentError::Hardware(format!(
-            "VF {} ({pf_name} VF {}): {what}: {e}",
-            vf.pci, vf.index
-        ))
-    };
-    let machine = NodeMachine::new(&pf_driver, root).map_err(|e| hw("netlink", &e))?;
+    let shown = format!("{} ({pf_name} VF {})", vf.pci, vf.index);
+    let machine = NodeMachine::new(&pf_driver, root)
+        .map_err(|e| AgentError::hardware(&shown, "netlink", e))?;
     let link = if vfio {
         None
     } else {
@@ -457,7 +453,7 @@ async fn record(
         .vf_state(&pf_name, vf.index)
         .await
         .map(|s| VfConfig::from(&s))
-        .map_err(|e| hw("read VF state", &e))?;
+        .map_err(|e| AgentError::hardware(&shown, "read VF state", e))?;
     let created_unix = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
@@ -508,7 +504,7 @@ async fn host_netdev(
     vf: &Vf,
 ) -> Result<LinkInfo, AgentError> {
     let backend = machine.backend();
-    let hw = |e: sriov_hw::vfctl::VfError| AgentError::Hardware(format!("VF {}: {e}", vf.pci));
+    let hw = |e: sriov_hw::vfctl::VfError| AgentError::hardware(vf.pci, "find its netdev", e);
     let lookup = || backend.host_netdev(pf_name, vf.index, vf.pci);
     if let Some(l) = lookup().await.map_err(hw)? {
         return Ok(l);

@@ -146,10 +146,11 @@ impl Node for NodeService {
             && let Err(e) = super::reapply::restore_pf_side(&a).await
         {
             // Keep the record: the CNI retries DEL, restoring from it again.
-            return Err(AgentError::Hardware(format!(
-                "restoring VF {} after a pod table re-apply: {e}",
-                a.vf_pci
-            ))
+            return Err(AgentError::hardware(
+                &a.vf_pci,
+                "restore after a pod table re-apply",
+                super::errors::HwCause::Restore(e),
+            )
             .into());
         }
         if let Some(a) = self.state.ledger.remove(&key).map_err(AgentError::from)? {
