@@ -120,7 +120,7 @@ pub enum AgentError {
         vf: String,
         op: &'static str,
         #[source]
-        cause: HwCause,
+        cause: Box<HwCause>,
     },
     /// A stale attachment holding what a Plan needs could not be released.
     #[error("reclaiming {what} from a stale attachment: {cause}")]
@@ -150,7 +150,7 @@ impl AgentError {
         AgentError::Hardware {
             vf: vf.to_string(),
             op,
-            cause: cause.into(),
+            cause: Box::new(cause.into()),
         }
     }
 
@@ -219,11 +219,8 @@ mod tests {
         let src = std::error::Error::source(&e).map(|s| s.to_string());
         assert!(src.is_some_and(|s| s.contains("EMFILE")));
         assert!(matches!(
-            e,
-            AgentError::Hardware {
-                cause: HwCause::Netlink(_),
-                ..
-            }
+            &e,
+            AgentError::Hardware { cause, .. } if matches!(**cause, HwCause::Netlink(_))
         ));
         assert!(
             e.to_string().starts_with("VF 0000:3b:02.1: netlink: "),
