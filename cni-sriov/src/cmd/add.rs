@@ -62,13 +62,13 @@ async fn add_async(req: &Request, conf: &NetConf, ns: &NetnsHandle) -> Result<Cn
                 Err(s) => {
                     // The agent did not record success: undo, so the runtime's retry starts clean.
                     undo(req, conf, ns, &rec).await;
-                    abort(&mut agent, req).await;
+                    abort(&mut agent, conf, req).await;
                     Err(CniError::from(s).context("recording the attachment failed"))
                 }
             }
         }
         Err(e) => {
-            abort(&mut agent, req).await;
+            abort(&mut agent, conf, req).await;
             Err(e)
         }
     }
@@ -76,8 +76,31 @@ async fn add_async(req: &Request, conf: &NetConf, ns: &NetnsHandle) -> Result<Cn
 
 /// Drops the intent recorded by Plan. A failure is only logged: the ADD's own error is what the
 /// runtime must see, and the agent's reconciler (or the runtime's DEL) cleans a pending record.
-async fn abort(agent: &mut agent::Agent, req: &Request) {
-    match agent.abort(key(req)).await {
+/// How long a rolled-back ADD keeps trying to drop its intent while the agent is unreachable. The
+/// agent may have recorded the Commit and died before answering (kill -9, a DaemonSet rollout):
+/// until the record is aborted the ledger says "committed" for an ADD that failed. A restarted
+/// agent serves again within a second or two; past this, the runtime's DEL of the failed
+/// sandbox cleans the record up.
+const ABORT_RETRY: std::time::Duration = std::time::Duration::from_secs(3);
+
+async fn abort(agent: &mut agent::Agent, conf: &NetConf, req: &Request) {
+    let started = std::time::Instant::now();
+    let mut res = agent.abort(key(req)).await;
+    while let Err(s) = &res {
+        let unreachable = matches!(
+            s.code(),
+            tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled
+        );
+        if !unreachable || started.elapsed() >= ABORT_RETRY {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        if let Ok(fresh) = agent::connect(&conf.agent_socket).await {
+            *agent = fresh;
+            res = agent.abort(key(req)).await;
+        }
+    }
+    match res {
         Ok(_) => tracing::debug!("intent aborted"),
         Err(s) => rollback_failed("abort the intent", &CniError::from(s)),
     }
