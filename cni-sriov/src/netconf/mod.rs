@@ -101,7 +101,7 @@ pub struct NetConf {
     pub ipam: Option<Map<String, Value>>,
     /// `dns` to report in the result when IPAM gives none.
     pub dns: Option<Dns>,
-    /// `deviceID` (Multus's field); see [`NetConf::device_id`] for the precedence.
+    /// `deviceID` (Multus's field); see [`NetConf::device_id()`] for the precedence.
     pub device_id: Option<PciAddr>,
     /// `pciBusID` (older sriov-cni configs); used when no `deviceID` is given.
     pub pci_bus_id: Option<PciAddr>,
@@ -131,7 +131,7 @@ pub struct NetConf {
     pub log_file: Option<String>,
     /// `runtimeConfig`, empty when absent.
     pub runtime_config: RuntimeConfig,
-    /// `prevResult` as received; read with [`NetConf::prev_result`].
+    /// `prevResult` as received; read with [`NetConf::prev_result()`].
     pub prev_result: Option<Value>,
     /// `args` (the conventions' `args.cni`…), kept as received; we read none of it.
     pub args: Option<Value>,
