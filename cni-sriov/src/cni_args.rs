@@ -24,6 +24,7 @@ const MAX_ID_LEN: usize = 256;
 /// An address requested with `IP=`: host-local sends a bare address, static a CIDR.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RequestedIp {
+    /// The requested address (host bits included).
     pub addr: IpAddr,
     /// The prefix length when the value was `address/prefix`.
     pub prefix: Option<u8>,
@@ -32,11 +33,17 @@ pub struct RequestedIp {
 /// `CNI_ARGS`, parsed and validated.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct CniArgs {
+    /// `IgnoreUnknown=1`/`true`: unknown keys are kept instead of refused (Multus and runtimes add
+    /// their own).
     pub ignore_unknown: bool,
     /// `K8S_POD_NAMESPACE`; see [`CniArgs::namespace`] for the defaulted value.
     pub pod_namespace: Option<String>,
+    /// `K8S_POD_NAME`: with the namespace, the key into the agent's pod table.
     pub pod_name: Option<String>,
+    /// `K8S_POD_UID`: recorded with the attachment in the agent's ledger.
     pub pod_uid: Option<String>,
+    /// `K8S_POD_INFRA_CONTAINER_ID`: the sandbox container's ID, as the runtime sends it;
+    /// validated, not used.
     pub infra_container_id: Option<String>,
     /// `MAC=`: a unicast, non-zero address.
     pub mac: Option<MacAddr>,

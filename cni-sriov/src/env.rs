@@ -5,11 +5,17 @@ use crate::error::{CniError, code};
 /// The verb the runtime asks for (`CNI_COMMAND`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Command {
+    /// `ADD`: attach a VF to the container.
     Add,
+    /// `DEL`: give the VF back; must succeed even when things are already gone.
     Del,
+    /// `CHECK`: verify an earlier ADD is still in place.
     Check,
+    /// `VERSION`: report the spec versions we speak.
     Version,
+    /// `STATUS`: whether the plugin is ready for ADDs (1.1.0).
     Status,
+    /// `GC`: release attachments the runtime no longer lists (1.1.0).
     Gc,
 }
 

@@ -30,6 +30,7 @@ const MAX_PATH_LEN: usize = 4095;
 /// The environment of one ADD/DEL/CHECK/GC/STATUS call.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
+    /// `CNI_COMMAND`.
     pub command: Command,
     /// Empty for GC and STATUS.
     pub container_id: String,
@@ -37,6 +38,7 @@ pub struct Request {
     pub netns: Option<PathBuf>,
     /// Empty for GC and STATUS.
     pub ifname: String,
+    /// `CNI_ARGS`, parsed (default for a DEL whose `CNI_ARGS` was unusable; see `args_error`).
     pub args: CniArgs,
     /// DEL only: why `CNI_ARGS` was set aside (to be logged).
     pub args_error: Option<CniError>,

@@ -25,7 +25,9 @@ pub use sriov_hw::cidr::{IpCidr, ParseCidrError};
 /// other plugins (prevResult) with other address formats still read back.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Interface {
+    /// The interface name (the pod-side `CNI_IFNAME` for ours).
     pub name: String,
+    /// Hardware address as text (`aa:bb:cc:dd:ee:ff` for ours).
     pub mac: Option<String>,
     /// The netns path; set for interfaces inside the sandbox.
     pub sandbox: Option<String>,
@@ -40,7 +42,9 @@ pub struct Interface {
 /// One address on one interface.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IpConfig {
+    /// The address with its prefix length.
     pub address: IpCidr,
+    /// The subnet's gateway, if IPAM gave one.
     pub gateway: Option<IpAddr>,
     /// Index into [`CniResult::interfaces`]; absent in IPAM plugin output.
     pub interface: Option<usize>,
@@ -49,12 +53,19 @@ pub struct IpConfig {
 /// A route. Fields after `gw` exist in 1.1.0 only.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Route {
+    /// Destination prefix (`0.0.0.0/0` for a default route).
     pub dst: IpCidr,
+    /// Next hop; `None` = the interface's gateway or on-link.
     pub gw: Option<IpAddr>,
+    /// Path MTU in bytes for this route (1.1.0).
     pub mtu: Option<u32>,
+    /// TCP advertised MSS in bytes (1.1.0).
     pub advmss: Option<u32>,
+    /// Route metric; lower wins (1.1.0).
     pub priority: Option<u32>,
+    /// Routing table ID; `None` = main (1.1.0).
     pub table: Option<u32>,
+    /// Route scope, as the kernel numbers it (0 = universe, 253 = link; 1.1.0).
     pub scope: Option<u8>,
 }
 
@@ -77,12 +88,16 @@ impl Route {
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Dns {
+    /// Resolver addresses, in order of preference.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub nameservers: Vec<String>,
+    /// Local domain for short-name lookups.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub domain: Option<String>,
+    /// Search domains, in order.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub search: Vec<String>,
+    /// Resolver options (`ndots:5`…), as for resolv.conf.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub options: Vec<String>,
 }
@@ -100,9 +115,13 @@ impl Dns {
 /// The result of ADD (and the prevResult of DEL/CHECK), independent of the spec version.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct CniResult {
+    /// Interfaces the plugin created or moved (ours: the one VF).
     pub interfaces: Vec<Interface>,
+    /// Addresses, each pointing at its interface by index.
     pub ips: Vec<IpConfig>,
+    /// Routes to install in the container.
     pub routes: Vec<Route>,
+    /// Resolver settings, from IPAM or the netconf's `dns`.
     pub dns: Dns,
 }
 

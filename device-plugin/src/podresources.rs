@@ -25,19 +25,34 @@ pub enum PodResourcesError {
     /// No socket at the path: kubelet not running, the PodResources socket not mounted into the
     /// agent's container, or the path misconfigured.
     #[error("kubelet PodResources socket {} does not exist (kubelet down, or the pod-resources directory not mounted?)", path.display())]
-    SocketMissing { path: PathBuf },
+    SocketMissing {
+        /// The PodResources socket path, as configured.
+        path: PathBuf,
+    },
     /// The path exists but nothing accepted the connection.
     #[error("cannot connect to kubelet PodResources socket {}: {message}", path.display())]
-    Connect { path: PathBuf, message: String },
+    Connect {
+        /// The PodResources socket path.
+        path: PathBuf,
+        /// The connection error, in words.
+        message: String,
+    },
     /// Kubelet answered `List` with an error.
     #[error("kubelet PodResources List on {} failed: {status}", path.display())]
     Call {
+        /// The PodResources socket path.
         path: PathBuf,
+        /// Kubelet's answer (boxed: `Status` is large).
         status: Box<tonic::Status>,
     },
     /// No answer within [`LIST_TIMEOUT`].
     #[error("kubelet PodResources List on {} timed out after {timeout:?}", path.display())]
-    Timeout { path: PathBuf, timeout: Duration },
+    Timeout {
+        /// The PodResources socket path.
+        path: PathBuf,
+        /// How long the call was given.
+        timeout: Duration,
+    },
 }
 
 /// The device IDs of `resource` (e.g. `intel.com/sriov_netdevice`) that kubelet assigned to pod

@@ -79,11 +79,15 @@ pub fn event_notes(ns: &str, name: &str, reason: &str) -> Vec<String> {
 
 /// One node: an emulated PF, and a standalone agent talking to the API server.
 pub struct ApiNode {
+    /// The node's name (`--node-name`): lease holder and Event reporter.
     pub name: String,
+    /// The node's standalone agent.
     pub agent: Agent,
+    /// The node's emulated PF, under `<dir>/sys`.
     pub nic: EmulatedNic,
     /// Present when the node reaches the API server through a proxy.
     pub proxy: Option<Proxy>,
+    /// The node's files (sysfs tree, pools, kubeconfig, agent state); removed on drop.
     pub dir: tempfile::TempDir,
 }
 

@@ -45,9 +45,13 @@ pub fn write_pools(dir: &Path) -> PathBuf {
 
 /// Everything one test needs; dropped in reverse order (agent, NIC, files).
 pub struct Bed {
+    /// The agent; dropped first, so it is gone before the NIC.
     pub agent: Agent,
+    /// The emulated NIC, under `<dir>/sys`.
     pub nic: EmulatedNic,
+    /// Everything on disk (sysfs tree, pools, pod table, agent state); removed last.
     pub dir: tempfile::TempDir,
+    /// `<dir>/podtable.json`, the agent's `--pod-table`; tests rewrite it to trigger reloads.
     pub pod_table: PathBuf,
 }
 

@@ -123,7 +123,9 @@ pub fn eswitch_port(pf: &str, vf: u64) -> (String, Option<u64>) {
 
 /// Tears down an emulated NIC with the real binary on drop, so a panicking test leaves nothing.
 pub struct EmulatedNic {
+    /// The PF's name (the bridge acting as the NIC's switch).
     pub pf: String,
+    /// The synthetic sysfs tree the NIC was created in.
     pub sysfs_root: PathBuf,
 }
 
@@ -182,6 +184,7 @@ pub mod tcp_proxy;
 
 /// A network namespace made with `ip netns add`, deleted on drop (unless already gone).
 pub struct Netns {
+    /// The name under `/run/netns`.
     pub name: String,
 }
 
@@ -232,7 +235,9 @@ impl Drop for Netns {
 pub struct Agent {
     /// Behind a lock so a test can crash and restart the agent while other threads use it.
     pub child: std::sync::Mutex<std::process::Child>,
+    /// The node API socket, `<dir>/agent.sock`.
     pub socket: PathBuf,
+    /// The ledger directory, `<dir>/state`.
     pub state_dir: PathBuf,
     args: Vec<String>,
 }
@@ -350,8 +355,11 @@ impl Drop for Agent {
 /// The outcome of one `sriov` call: exit success and stdout parsed as JSON (Null when empty).
 #[derive(Debug)]
 pub struct CniOutcome {
+    /// Whether `sriov` exited with status 0.
     pub ok: bool,
+    /// stdout as JSON (the result or the error object); `Null` when empty.
     pub json: serde_json::Value,
+    /// stderr, lossily decoded, for assertion messages.
     pub stderr: String,
 }
 

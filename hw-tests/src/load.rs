@@ -43,9 +43,13 @@ impl Epoch {
 /// One call made by the load.
 #[derive(Debug, Clone)]
 pub struct Call {
+    /// The pool's resource name the call went to.
     pub resource: String,
+    /// `"Allocate"` or `"GetPreferredAllocation"`.
     pub method: &'static str,
+    /// [`Epoch`] when the call was sent.
     pub start_epoch: u64,
+    /// [`Epoch`] when its answer (or failure) came.
     pub end_epoch: u64,
     /// `Err` holds the gRPC status (code and message).
     pub result: Result<(), String>,

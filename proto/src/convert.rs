@@ -11,7 +11,9 @@ use crate::node::{Attachment, VfConfig, VfSettings};
 #[derive(Debug, thiserror::Error)]
 #[error("attachment record field {field}: {msg}")]
 pub struct ConvertError {
+    /// The record field that does not convert, as a proto path (`orig_vf.vlan`).
     pub field: &'static str,
+    /// What is wrong with its value.
     pub msg: String,
 }
 
@@ -146,8 +148,11 @@ impl VfSettings {
 
 /// The pieces of a record that `sriov_hw::attach::{apply, restore}` take.
 pub struct HwRecord {
+    /// Which VF, found by PCI address, and its PF.
     pub target: VfTarget,
+    /// The VF's configuration before ADD, to restore on DEL.
     pub original: Original,
+    /// What ADD set through the PF (and DEL therefore restores).
     pub settings: HwSettings,
 }
 

@@ -46,7 +46,6 @@ pub mod podresources {
 
 pub mod uds;
 
-/// Protocol facts of the kubelet APIs: versions, socket locations, health values.
 pub mod convert;
 
 /// Our node API between the `sriov` CNI plugin and the agent (package `sriov.node.v1`).
@@ -58,6 +57,7 @@ pub mod node {
     pub const DEFAULT_SOCKET: &str = "/run/sriov/agent.sock";
 }
 
+/// Protocol facts of the kubelet APIs: versions, socket locations, health values.
 pub mod kubelet {
     /// Device plugin API version sent in `RegisterRequest.version`.
     pub const DEVICE_PLUGIN_API_VERSION: &str = "v1beta1";

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 /// not only the subnet); [`IpCidr::network`] gives the subnet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct IpCidr {
+    /// The address itself, host bits included (the pod's own address, not the network).
     pub addr: IpAddr,
     /// 0..=32 for IPv4, 0..=128 for IPv6 (checked by [`IpCidr::new`] and parsing).
     pub prefix: u8,
@@ -21,7 +22,9 @@ pub struct IpCidr {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{input:?} is not a CIDR ({reason})")]
 pub struct ParseCidrError {
+    /// The text that failed to parse, quoted in the message.
     pub input: String,
+    /// What is wrong with it (e.g. "prefix exceeds 32").
     pub reason: &'static str,
 }
 
@@ -41,6 +44,7 @@ impl IpCidr {
         Ok(IpCidr { addr, prefix })
     }
 
+    /// Whether this is an IPv4 address (CNI results tag each IP with its family).
     pub fn is_ipv4(&self) -> bool {
         self.addr.is_ipv4()
     }

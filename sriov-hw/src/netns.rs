@@ -37,27 +37,45 @@ pub enum NetnsError {
     /// Opening or inspecting the path failed (missing, permission denied…).
     #[error("netns {path}: {op}: {source}")]
     Io {
+        /// The namespace path as given (`/var/run/netns/…`, `/proc/<pid>/ns/net`).
         path: PathBuf,
+        /// What was being done (`"open"`, `"fstatfs"`…).
         op: &'static str,
+        /// The OS error.
         #[source]
         source: io::Error,
     },
     /// The path exists but is not a namespace file at all (regular file, directory…).
     #[error("netns {path}: not a namespace file (filesystem magic {magic:#x}, expected nsfs)")]
-    NotNamespace { path: PathBuf, magic: i64 },
+    NotNamespace {
+        /// The path that was opened.
+        path: PathBuf,
+        /// The filesystem magic `fstatfs` reported for it.
+        magic: i64,
+    },
     /// The path is a namespace, but not a network one (e.g. `/proc/self/ns/mnt`).
     #[error("netns {path}: is a {kind} namespace, not a network namespace")]
-    WrongType { path: PathBuf, kind: &'static str },
+    WrongType {
+        /// The path that was opened.
+        path: PathBuf,
+        /// The namespace type it is (`"mnt"`, `"pid"`…).
+        kind: &'static str,
+    },
     /// Entering the namespace on the helper thread failed.
     #[error("netns {path}: setns: {source}")]
     Setns {
+        /// The namespace path that could not be entered.
         path: PathBuf,
+        /// The error `setns(2)` returned.
         #[source]
         source: io::Error,
     },
     /// The closure run inside the namespace panicked.
     #[error("netns {path}: helper thread panicked")]
-    ThreadPanicked { path: PathBuf },
+    ThreadPanicked {
+        /// The namespace the closure was running in.
+        path: PathBuf,
+    },
 }
 
 impl NetnsError {

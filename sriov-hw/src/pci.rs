@@ -11,9 +11,13 @@ use serde::{Deserialize, Serialize};
 /// change (pods rename VFs) while the PCI address does not.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PciAddr {
+    /// PCI segment (domain), usually 0; the emulated NIC uses a domain of its own.
     pub domain: u32,
+    /// Bus number, 0–255.
     pub bus: u8,
+    /// Device (slot) number, 0–31.
     pub device: u8,
+    /// Function number, 0–7; VFs often use all eight.
     pub function: u8,
 }
 
@@ -21,7 +25,9 @@ pub struct PciAddr {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid PCI address {input:?}: {reason}")]
 pub struct ParsePciAddrError {
+    /// The text that failed to parse, quoted in the message.
     pub input: String,
+    /// What is wrong with it (e.g. "bad function").
     pub reason: &'static str,
 }
 

@@ -47,32 +47,60 @@ const OPENAT2_ATTEMPTS: u32 = 8;
 pub enum SysfsError {
     /// The OS refused the operation (missing file, broken symlink, permission, EISDIR…).
     #[error("{}: {error}", path.display())]
-    Io { path: PathBuf, error: io::Error },
+    Io {
+        /// The absolute path.
+        path: PathBuf,
+        /// The OS error.
+        error: io::Error,
+    },
     /// A file was expected, something else (a directory, a FIFO, a device) was found.
     #[error("{}: not a regular file", path.display())]
-    NotAFile { path: PathBuf },
+    NotAFile {
+        /// The absolute path.
+        path: PathBuf,
+    },
     /// The content is not UTF-8, so it cannot be an attribute we understand.
     #[error("{}: content is not UTF-8", path.display())]
-    NotUtf8 { path: PathBuf },
+    NotUtf8 {
+        /// The absolute path.
+        path: PathBuf,
+    },
     /// The file is larger than any sysfs attribute can be.
     #[error("{}: larger than {MAX_ATTR_BYTES} bytes", path.display())]
-    TooLarge { path: PathBuf },
+    TooLarge {
+        /// The absolute path.
+        path: PathBuf,
+    },
     /// The content does not parse as what the attribute must hold.
     #[error("{}: cannot parse {content:?} as {expected}", path.display())]
     Parse {
+        /// The absolute path.
         path: PathBuf,
+        /// The attribute's content, trimmed, as read.
         content: String,
+        /// What it should have parsed as (`"a decimal count"`, `"a PCI address"`…).
         expected: &'static str,
     },
     /// More than 40 symlinks while resolving one path (a loop, as ELOOP).
     #[error("{}: too many levels of symbolic links", path.display())]
-    SymlinkLoop { path: PathBuf },
+    SymlinkLoop {
+        /// The path being resolved.
+        path: PathBuf,
+    },
     /// A symlink was expected (`driver`, `physfn`, `virtfnN`, `iommu_group`).
     #[error("{}: not a symbolic link", path.display())]
-    NotASymlink { path: PathBuf },
+    NotASymlink {
+        /// The path that was expected to be a symlink.
+        path: PathBuf,
+    },
     /// A symlink whose target has no usable last component (e.g. `..` or `/`).
     #[error("{}: symlink target {target:?} names nothing", path.display())]
-    BadLinkTarget { path: PathBuf, target: PathBuf },
+    BadLinkTarget {
+        /// The symlink.
+        path: PathBuf,
+        /// What it points at.
+        target: PathBuf,
+    },
 }
 
 impl SysfsError {

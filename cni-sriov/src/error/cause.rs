@@ -21,16 +21,29 @@ pub enum Failure {
     Agent(tonic::Status),
     /// The agent's socket did not accept a connection: nothing was changed, the runtime retries.
     #[error("the sriov agent is not reachable at {}", socket.display())]
-    AgentUnreachable { socket: PathBuf, cause: String },
+    AgentUnreachable {
+        /// The agent's socket path (netconf `agentSocket`).
+        socket: PathBuf,
+        /// The connect error, shown in the error's details.
+        cause: String,
+    },
     /// The agent's socket exists but this process may not open it (the CNI runs as root).
     #[error(
         "permission denied on the sriov agent's socket {} (the CNI runs as root)",
         socket.display()
     )]
-    AgentSocketDenied { socket: PathBuf },
+    AgentSocketDenied {
+        /// The agent's socket path (netconf `agentSocket`).
+        socket: PathBuf,
+    },
     /// `CNI_NETNS` cannot be opened as a network namespace: the runtime passed a bad variable.
     #[error("CNI_NETNS {}: {source}", path.display())]
-    Netns { path: PathBuf, source: NetnsError },
+    Netns {
+        /// `CNI_NETNS` as given.
+        path: PathBuf,
+        /// Why it is not a usable network namespace.
+        source: NetnsError,
+    },
     /// CHECK: the attachment's namespace is gone (or is another one): the container is unknown.
     #[error("pod namespace: {0}")]
     PodNetnsGone(NetnsError),
@@ -40,16 +53,22 @@ pub enum Failure {
     /// A step of attaching the VF failed; the attach already rolled back what it did.
     #[error("VF {vf} on PF {pf}: {source}")]
     Attach {
+        /// The VF's PCI address.
         vf: String,
+        /// Its PF's netdev name in the host namespace.
         pf: String,
+        /// The failed step and its cause.
         source: AttachError,
     },
     /// DEL could not give the VF back: the record is kept (releasing an unrestored VF would let
     /// the next pod record the leaked state as "original"), so the runtime must retry.
     #[error("restoring VF {vf} on PF {pf} failed")]
     Restore {
+        /// The VF's PCI address.
         vf: String,
+        /// Its PF's netdev name in the host namespace.
         pf: String,
+        /// Every restore step that failed, joined into the error's details.
         errs: Vec<AttachError>,
     },
     /// DEL could not open netlink to restore the VF: the record is kept, the runtime retries.
@@ -64,7 +83,9 @@ pub enum Failure {
     /// The delegated IPAM plugin could not be started or fed.
     #[error("IPAM plugin {plugin}: {source}")]
     IpamExec {
+        /// The IPAM plugin's `type`, as named in the netconf.
         plugin: String,
+        /// Why spawning it or writing its stdin failed.
         source: std::io::Error,
     },
 }

@@ -38,8 +38,11 @@ pub mod code {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("CNI error {code}: {msg}")]
 pub struct CniError {
+    /// One of the spec's error codes ([`code`]); 100 and up are ours.
     pub code: u32,
+    /// Short message for the runtime's log, naming the field or step.
     pub msg: String,
+    /// Longer explanation (the underlying error); empty = not rendered.
     pub details: String,
 }
 

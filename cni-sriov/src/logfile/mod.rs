@@ -38,9 +38,13 @@ pub fn set_vf(pci: &str) {
 /// The call as the runtime made it: the verb and its `CNI_*` variables as given, so that even a
 /// call refused for one of them is logged with it.
 pub struct Call {
+    /// `CNI_COMMAND`.
     pub verb: Command,
+    /// `CNI_CONTAINERID` as given, even if invalid.
     pub container: Option<String>,
+    /// `CNI_IFNAME` as given, even if invalid.
     pub ifname: Option<String>,
+    /// `CNI_NETNS` as given, even if invalid.
     pub netns: Option<String>,
 }
 

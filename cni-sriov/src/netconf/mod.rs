@@ -45,16 +45,22 @@ pub const MAX_VLAN_QOS: u8 = 7;
 pub const MAX_TX_RATE_MBPS: u32 = 800_000;
 /// MTU bounds: IPv4's minimum, and the largest an Ethernet netdev can be given.
 pub const MIN_MTU: u32 = 68;
+/// Upper bound of `mtu`, bytes: the largest MTU the kernel accepts on an Ethernet netdev.
 pub const MAX_MTU: u32 = 65_535;
 
 /// sriov-cni's `logLevel` words.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum LogLevel {
+    /// Nothing is logged (sriov-cni's lowest level; we never panic on purpose).
     Panic,
+    /// Errors only.
     Error,
+    /// Errors and warnings.
     Warning,
+    /// Default: one line per call outcome and notable steps.
     #[default]
     Info,
+    /// Everything, including each step of attach and restore.
     Debug,
 }
 
@@ -62,47 +68,72 @@ pub enum LogLevel {
 /// `deviceID`); other capability keys are ignored.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct RuntimeConfig {
+    /// `mac` capability: the MAC to give the VF; wins over every other source.
     pub mac: Option<MacAddr>,
+    /// `ips` capability: fixed addresses, used instead of `ipam`.
     pub ips: Vec<IpCidr>,
+    /// `deviceID`: the VF's PCI address as Multus (or the device plugin) chose it.
     pub device_id: Option<PciAddr>,
 }
 
 /// One entry of GC's `cni.dev/valid-attachments`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ValidAttachment {
+    /// `containerID` of an attachment to keep.
     pub container_id: String,
+    /// `ifname` of that attachment inside the container.
     pub ifname: String,
 }
 
 /// The validated netconf. `raw` is the document as received: IPAM delegation sends it unchanged.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NetConf {
+    /// `cniVersion`: the spec version to answer in.
     pub cni_version: String,
+    /// `name`: the network's name; part of the attachment key and the pod-table lookup.
     pub name: String,
     /// `type`; the runtime's business, kept for logs.
     pub plugin_type: Option<String>,
+    /// `capabilities` the runtime enabled (`mac`, `ips`…); informational, `runtimeConfig` carries
+    /// the values.
     pub capabilities: BTreeMap<String, bool>,
     /// `ipam`, kept raw for the IPAM plugin; see [`NetConf::ipam_type`].
     pub ipam: Option<Map<String, Value>>,
+    /// `dns` to report in the result when IPAM gives none.
     pub dns: Option<Dns>,
+    /// `deviceID` (Multus's field); see [`NetConf::device_id()`] for the precedence.
     pub device_id: Option<PciAddr>,
+    /// `pciBusID` (older sriov-cni configs); used when no `deviceID` is given.
     pub pci_bus_id: Option<PciAddr>,
+    /// `vlan`: the VF's port VLAN ID, 0–4094 (0 = none).
     pub vlan: Option<u16>,
+    /// `vlanQoS`: 802.1p priority 0–7 of the port VLAN.
     pub vlan_qos: Option<u8>,
+    /// `vlanProto`: `802.1q` (default) or `802.1ad`.
     pub vlan_proto: Option<VlanProto>,
+    /// `mac`: the lowest-precedence MAC; see [`NetConf::effective_mac`].
     pub mac: Option<MacAddr>,
+    /// `spoofchk`: `"on"`/`"off"`; unset leaves the VF's setting alone.
     pub spoofchk: Option<bool>,
+    /// `trust`: `"on"`/`"off"`; unset leaves the VF's setting alone.
     pub trust: Option<bool>,
+    /// `link_state`: `auto`, `enable` or `disable`; unset leaves it alone.
     pub link_state: Option<VfLinkState>,
     /// Mbit/s, 0 = no limit.
     pub min_tx_rate: Option<u32>,
     /// Mbit/s, 0 = no limit.
     pub max_tx_rate: Option<u32>,
+    /// `mtu` in bytes ([`MIN_MTU`]..=[`MAX_MTU`]), set on the VF netdev before the move.
     pub mtu: Option<u32>,
+    /// `logLevel`; `info` when unset.
     pub log_level: Option<LogLevel>,
+    /// `logFile`: absolute path to append this call's log lines to; no logging when unset.
     pub log_file: Option<String>,
+    /// `runtimeConfig`, empty when absent.
     pub runtime_config: RuntimeConfig,
+    /// `prevResult` as received; read with [`NetConf::prev_result()`].
     pub prev_result: Option<Value>,
+    /// `args` (the conventions' `args.cni`…), kept as received; we read none of it.
     pub args: Option<Value>,
     /// GC only: the attachments the runtime still knows.
     pub valid_attachments: Option<Vec<ValidAttachment>>,
@@ -110,7 +141,9 @@ pub struct NetConf {
     pub resource_name: Option<String>,
     /// Whether the agent's pod table is consulted (default true).
     pub pod_table: bool,
+    /// `agentSocket`: the node agent's gRPC socket; [`DEFAULT_AGENT_SOCKET`] when unset.
     pub agent_socket: PathBuf,
+    /// The document exactly as received, handed unchanged to the IPAM plugin.
     pub raw: Value,
 }
 

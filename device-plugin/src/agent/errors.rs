@@ -13,20 +13,44 @@ use crate::pools::ConfigError;
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     // The cause (which names the directory) follows in the error chain: `{:#}` prints it.
+    /// The ledger could not be opened (often: another agent holds its lock).
     #[error("cannot open the ledger{}", lock_hint(.source))]
-    Ledger { dir: String, source: LedgerError },
+    Ledger {
+        /// The `--state-dir` it lives in.
+        dir: String,
+        /// The ledger's own error.
+        source: LedgerError,
+    },
+    /// `--state-dir` could not be created.
     #[error("cannot create the state directory {dir}")]
-    StateDir { dir: String, source: std::io::Error },
-    #[error("--standalone needs a pool config (--config): the agent picks VFs from its pools")]
-    NoPoolConfig,
-    #[error("invalid pool config {path}: {source}")]
-    Pools { path: String, source: ConfigError },
-    #[error("node API socket {path}: {op}: {source}")]
-    Socket {
-        path: String,
-        op: &'static str,
+    StateDir {
+        /// The directory, as configured.
+        dir: String,
+        /// The OS error.
         source: std::io::Error,
     },
+    /// `--standalone` without `--config`.
+    #[error("--standalone needs a pool config (--config): the agent picks VFs from its pools")]
+    NoPoolConfig,
+    /// The pool config file (`--config`) does not parse or validate.
+    #[error("invalid pool config {path}: {source}")]
+    Pools {
+        /// The file, as configured.
+        path: String,
+        /// What is wrong in it.
+        source: ConfigError,
+    },
+    /// The node API socket could not be set up.
+    #[error("node API socket {path}: {op}: {source}")]
+    Socket {
+        /// The socket path (`--socket`).
+        path: String,
+        /// What was being done (`"bind"`, `"chmod 0660"`, `"rename into place"`…).
+        op: &'static str,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The gRPC server stopped with an error.
     #[error("serving the node API: {0}")]
     Serve(#[from] tonic::transport::Error),
     /// The inventory watcher could not start (link events) or has stopped.
@@ -48,13 +72,23 @@ fn lock_hint(e: &LedgerError) -> &'static str {
 pub enum AgentError {
     /// A request field is missing or malformed.
     #[error("invalid {field}: {msg}")]
-    Invalid { field: &'static str, msg: String },
+    Invalid {
+        /// The request field, as named in the proto.
+        field: &'static str,
+        /// What is wrong with its value.
+        msg: String,
+    },
     /// `device_id` is not a VF the agent knows.
     #[error("unknown device {0}: not a VF discovered on this node")]
     UnknownDevice(String),
     /// `device_id` is a VF outside the named pool.
     #[error("device {device} is not in pool {pool}")]
-    NotInPool { device: String, pool: String },
+    NotInPool {
+        /// The VF's PCI address, as requested.
+        device: String,
+        /// The pool's resource name it is not in.
+        pool: String,
+    },
     /// `resource_name` names no configured pool.
     #[error("unknown pool {0:?}: not in the agent's pool config")]
     UnknownPool(String),
@@ -64,14 +98,19 @@ pub enum AgentError {
         total - unavailable
     )]
     PoolExhausted {
+        /// The pool's resource name.
         pool: String,
+        /// VFs in the pool.
         total: usize,
+        /// Of those, out of service (PF down, quarantined); the rest are held.
         unavailable: usize,
     },
     /// The VF exists but may not be handed out now (PF link down, or quarantined).
     #[error("VF {device} is out of service: {why}")]
     OutOfService {
+        /// The VF's PCI address.
         device: String,
+        /// Why it may not be handed out.
         why: crate::health::Unavailable,
     },
     /// The VF's netdev is not in the host namespace although no attachment holds it.
@@ -85,8 +124,11 @@ pub enum AgentError {
     /// Kubelet's PodResources API says the pod holds no free device of the resource.
     #[error("pod {pod} holds no unattached device of {resource} (kubelet PodResources: {held:?})")]
     NoAllocatedDevice {
+        /// The pod, as `namespace/name`.
         pod: String,
+        /// The resource (pool) name from the netconf.
         resource: String,
+        /// What kubelet says the pod holds of it (PCI addresses), all already attached.
         held: Vec<String>,
     },
     /// Kubelet's PodResources API could not be asked.
@@ -109,22 +151,35 @@ pub enum AgentError {
         "{what} is held by pod {pod} (container {container}, ifname {ifname}), whose network namespace is still alive"
     )]
     Held {
+        /// What is held: `VF <pci>` or `IP <ip> of network <name>`.
         what: String,
+        /// The holding pod, as `namespace/name`.
         pod: String,
+        /// The holding attachment's container ID.
         container: String,
+        /// The holding attachment's pod-side interface name.
         ifname: String,
     },
     /// Reading or changing the hardware failed: which VF, doing what, and the typed cause.
     #[error("VF {vf}: {op}: {cause}")]
     Hardware {
+        /// The VF (PCI address, with its PF and index where known).
         vf: String,
+        /// What was being done ("read VF state", "netlink", ...).
         op: &'static str,
+        /// The underlying failure.
         #[source]
         cause: Box<HwCause>,
     },
     /// A stale attachment holding what a Plan needs could not be released.
     #[error("reclaiming {what} from a stale attachment: {cause}")]
-    Reclaim { what: String, cause: String },
+    Reclaim {
+        /// What the Plan needed ("VF …", "IP … of network …").
+        what: String,
+        /// Why the release failed (its failed steps).
+        cause: String,
+    },
+    /// The ledger refused or failed (busy VF or IP, storage).
     #[error(transparent)]
     Ledger(#[from] LedgerError),
 }

@@ -126,6 +126,7 @@ pub fn adopt_all(state: &State) {
 /// Fences on the ledger: the attachment that reserved the IP names the pod netns, the interface
 /// and the address with its prefix.
 pub struct LedgerFencer {
+    /// The agent's state: the ledger to find the holder, the VF to fence on.
     pub state: Arc<State>,
 }
 

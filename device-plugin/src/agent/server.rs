@@ -22,6 +22,7 @@ pub struct NodeService {
 }
 
 impl NodeService {
+    /// The service over `state`; one per agent, cloned per connection by tonic.
     pub fn new(state: Arc<State>) -> Self {
         NodeService { state }
     }

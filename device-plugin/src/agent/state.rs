@@ -29,10 +29,13 @@ pub struct AgentConfig {
     pub socket_group: Option<nix::unistd::Gid>,
     /// Where the ledger lives.
     pub state_dir: PathBuf,
+    /// Where sysfs is mounted (`/sys`; a fixture or emulated tree in tests).
     pub sysfs_root: PathBuf,
+    /// Where procfs is mounted (`/proc`): per-process namespaces and route tables are read there.
     pub proc_root: PathBuf,
     /// Pool config (reference device plugin format); required when `standalone`.
     pub pool_config: Option<PathBuf>,
+    /// The pod table file (`--pod-table`), re-read when it changes.
     pub pod_table: Option<PathBuf>,
     /// The pod table arrives from a watch (`configmap NS/NAME`), not a file; `run` starts the
     /// watch and it offers contents to [`State::podtable`].
@@ -42,6 +45,7 @@ pub struct AgentConfig {
     /// Kubelet's PodResources socket: without a deviceID (and not standalone), which devices of
     /// the netconf's resource the pod holds is asked there.
     pub pod_resources_socket: Option<PathBuf>,
+    /// Period of the reconciler and of the sysfs rescan (`--reconcile-interval`, default 10 s).
     pub reconcile_interval: Duration,
 }
 
@@ -66,11 +70,15 @@ impl AgentConfig {
 
 /// The agent's shared state. One per agent; handlers hold an `Arc`.
 pub struct State {
+    /// The configuration the agent was started with.
     pub cfg: AgentConfig,
+    /// The attachment ledger (VF and IP holders, original VF state, CNI results).
     pub ledger: Ledger,
+    /// sysfs reads at [`AgentConfig::sysfs_root`].
     pub sysfs: Sysfs,
     /// The one owner of inventory, pools, PF health and the quarantine.
     pub watcher: Arc<InventoryWatcher>,
+    /// The pod table (file or watched ConfigMap), when one is configured.
     pub podtable: Option<Arc<Mutex<PodTableSource>>>,
     /// VFs chosen by a Plan that has not written the ledger yet (so two Plans never pick one VF
     /// while the first is still reading the VF's original state).
@@ -186,7 +194,9 @@ fn log_pools(s: &NodeView) {
 
 /// Releases a VF claim when dropped (the Plan wrote the ledger, or failed).
 pub struct Claim<'a> {
+    /// The state whose `claims` holds the VF.
     pub state: &'a State,
+    /// The claimed VF; removed from `claims` on drop.
     pub pci: PciAddr,
 }
 

@@ -17,6 +17,7 @@ pub const DEFAULT_EMULATED_SYSFS: &str = "/run/sriov-emu/sys";
 #[derive(Debug, Parser)]
 #[command(name = "sriov-device-plugin", version, about)]
 pub struct Cli {
+    /// The subcommand to run.
     #[command(subcommand)]
     pub cmd: Cmd,
 }
@@ -26,6 +27,7 @@ pub struct Cli {
 pub enum Cmd {
     /// Create or remove an emulated SR-IOV NIC (bridge + veth pairs + synthetic sysfs).
     Emulate {
+        /// Create, remove or inspect an emulated NIC.
         #[command(subcommand)]
         action: emulate::Action,
     },

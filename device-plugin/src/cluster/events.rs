@@ -26,7 +26,9 @@ const MAX_NOTE: usize = 1024;
 /// Normal or Warning, as `kubectl get events` shows in TYPE.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
+    /// Routine: something was done as asked.
     Normal,
+    /// Needs attention: something was refused or failed.
     Warning,
 }
 

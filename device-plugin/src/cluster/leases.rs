@@ -43,6 +43,7 @@ use super::events::{Events, Kind};
 pub const POD_ANNOTATION: &str = "sriov.example.com/pod";
 /// Annotations with the exact network and IP (the lease name is a lossy spelling of both).
 pub const NETWORK_ANNOTATION: &str = "sriov.example.com/network";
+/// Annotation with the exact IP the lease holds, as text.
 pub const IP_ANNOTATION: &str = "sriov.example.com/ip";
 
 /// Every lease request gives up after this: a renewal on a deadline cannot wait on a hung peer.
@@ -54,9 +55,14 @@ const ENFORCE_EVERY: Duration = Duration::from_millis(250);
 /// The lease timing (see the module docs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LeaseTiming {
+    /// `D`: how long an unchanged lease blocks other nodes; written to the lease's
+    /// `leaseDurationSeconds`.
     pub duration: Duration,
+    /// `R`: period of the holder's renewals.
     pub renew_every: Duration,
+    /// `F`: how long after the last accepted renewal the holder fences the IP.
     pub fence_after: Duration,
+    /// How far node wall clocks may differ, for the shortcut on long-dead leases.
     pub max_clock_skew: Duration,
 }
 
@@ -95,7 +101,9 @@ impl LeaseTiming {
 /// One fixed IP of one network.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct IpKey {
+    /// The netconf `name` of the network the IP belongs to.
     pub network: String,
+    /// The fixed IP (no prefix: an address is held, not a subnet).
     pub ip: IpAddr,
 }
 
@@ -138,20 +146,35 @@ pub enum LeaseError {
     #[error(
         "{key} is held by node {node} for pod {pod} (lease {lease}, not expired): the IP cannot be on two nodes"
     )]
+    /// Another node holds the lease and it has not expired.
     Held {
+        /// The IP asked for.
         key: IpKey,
+        /// The Lease object's name.
         lease: String,
+        /// The node holding it.
         node: String,
+        /// The pod it holds it for (`namespace/name`, `?` if unannotated).
         pod: String,
     },
     #[error(
         "cannot prove {key} is free: the API server did not answer ({why}); a fixed IP is only brought up under its lease"
     )]
-    Unreachable { key: IpKey, why: String },
+    /// The API server did not answer, so the IP cannot be proven free.
+    Unreachable {
+        /// The IP asked for.
+        key: IpKey,
+        /// The request error.
+        why: String,
+    },
+    /// The lease name computed for `key` belongs to another IP (names are a lossy spelling).
     #[error("lease {lease} names {other}, not {key}: two IPs spell the same lease name")]
     NameClash {
+        /// The IP asked for.
         key: IpKey,
+        /// The Lease object's name.
         lease: String,
+        /// The IP its annotations name.
         other: String,
     },
 }
@@ -188,7 +211,9 @@ struct Seen {
 /// Counts of what is held, for metrics and `status`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct LeaseCounts {
+    /// Leases this node holds.
     pub held: usize,
+    /// Of those, fenced (the IP taken off its VF until a renewal succeeds).
     pub fenced: usize,
 }
 

@@ -29,27 +29,41 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// Why the API server could not be reached or configured.
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
+    /// The `--kubeconfig` file could not be read or parsed.
     #[error("reading kubeconfig {path}: {source}")]
     Kubeconfig {
+        /// The kubeconfig path.
         path: PathBuf,
+        /// What kube said about it.
         source: kube::config::KubeconfigError,
     },
+    /// The pod's service-account config could not be loaded.
     #[error("in-cluster config: {0}")]
     InCluster(#[from] kube::config::InClusterError),
     #[error(
         "no API server configured: pass --kubeconfig, or run in a pod with a service account token at {SERVICE_ACCOUNT_TOKEN}"
     )]
+    /// Neither `--kubeconfig` nor a service-account token.
     NotConfigured,
+    /// The client could not be built from the config (TLS, URL…).
     #[error("building the API client: {0}")]
     Client(#[source] kube::Error),
+    /// A flag's value is not `NAMESPACE/NAME`.
     #[error("{what} must be NAMESPACE/NAME, got {got:?}")]
-    BadRef { what: &'static str, got: String },
+    BadRef {
+        /// The flag, e.g. `--pod-table-configmap`.
+        what: &'static str,
+        /// The value given.
+        got: String,
+    },
 }
 
 /// A namespaced object named on the command line (`NAMESPACE/NAME`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectName {
+    /// The object's namespace.
     pub namespace: String,
+    /// The object's name within it.
     pub name: String,
 }
 

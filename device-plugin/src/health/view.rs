@@ -14,11 +14,17 @@ use crate::pools::{PoolDevices, Snapshot};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Unavailable {
     /// Its PF's link says the VF cannot carry traffic (`netdev` is the PF's).
-    PfDown { netdev: String },
+    PfDown {
+        /// The PF's netdev name in the host namespace.
+        netdev: String,
+    },
     /// Its netdev is not in the host namespace although no attachment holds it (left in a pod
     /// by someone else, or by a crash): handing it out would fail or steal it. The reconciler
     /// brings it home and lifts the quarantine.
-    Quarantined { reason: String },
+    Quarantined {
+        /// Why it was quarantined (where its netdev was found), for `status` and the logs.
+        reason: String,
+    },
 }
 
 impl std::fmt::Display for Unavailable {

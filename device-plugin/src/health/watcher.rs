@@ -69,6 +69,7 @@ pub struct ScanStats {
     pub last_duration: Duration,
     /// PFs and VFs the last rescan found (all of them, pooled or not).
     pub pfs: usize,
+    /// VFs the last rescan found, over all PFs.
     pub vfs: usize,
     /// Things the last rescan could not read (see `Inventory::warnings`).
     pub warnings: usize,

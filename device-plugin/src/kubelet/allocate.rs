@@ -39,14 +39,26 @@ const DEV_PERMISSIONS: &str = "rw";
 pub enum AllocateError {
     /// The ID is not a device of this pool.
     #[error("device {id} is not a device of resource {resource}")]
-    Unknown { id: String, resource: String },
+    Unknown {
+        /// The device ID kubelet sent (a VF's PCI address, or not).
+        id: String,
+        /// The pool's resource name.
+        resource: String,
+    },
     /// The device exists but is currently unhealthy (PF link down, VF gone).
     #[error("device {id} of resource {resource} is unhealthy")]
-    Unhealthy { id: String, resource: String },
+    Unhealthy {
+        /// The device ID kubelet sent.
+        id: String,
+        /// The pool's resource name.
+        resource: String,
+    },
     /// A device-info spec file could not be written.
     #[error("cannot write device info file {path}: {source}")]
     DevInfo {
+        /// The file that could not be written.
         path: PathBuf,
+        /// The OS error.
         source: std::io::Error,
     },
 }

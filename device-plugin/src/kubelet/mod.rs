@@ -46,19 +46,25 @@ pub enum KubeletError {
     /// The pool's socket could not be (re)created in the device plugin directory.
     #[error("cannot listen on device plugin socket {path}: {source}")]
     Listen {
+        /// The pool's socket path in the device plugin directory.
         path: PathBuf,
+        /// The OS error.
         source: std::io::Error,
     },
     /// `kubelet.sock` is missing or not answering (kubelet down or restarting).
     #[error("cannot connect to kubelet at {path}: {source}")]
     Connect {
+        /// Kubelet's registration socket (`kubelet.sock`).
         path: PathBuf,
+        /// The connection error.
         source: tonic::transport::Error,
     },
     /// Kubelet answered `Register` with an error.
     #[error("kubelet refused registration of {resource}: {status}")]
     Register {
+        /// The resource name being registered (`<prefix>/<name>`).
         resource: String,
+        /// Kubelet's answer (boxed: `Status` is large).
         status: Box<tonic::Status>,
     },
 }

@@ -29,19 +29,42 @@ pub enum LedgerError {
     Storage(sled::Error),
     /// The ledger's directory cannot be written (or read): nothing was recorded.
     #[error("cannot use the ledger in {dir}: {cause}")]
-    Unwritable { dir: String, cause: String },
+    Unwritable {
+        /// The ledger directory (`--state-dir`).
+        dir: String,
+        /// The storage error, in words.
+        cause: String,
+    },
+    /// A stored attachment does not decode: the shown key and the decode error.
     #[error("ledger record for {0} is corrupt: {1}")]
     Corrupt(String, prost::DecodeError),
+    /// ADD for an attachment (container ID + ifname) that is already recorded.
     #[error("attachment {key} already exists ({state}); the runtime must DEL it first")]
-    Exists { key: String, state: String },
+    Exists {
+        /// The attachment, as `container/ifname`.
+        key: String,
+        /// Its recorded state.
+        state: String,
+    },
+    /// The VF is recorded for another attachment.
     #[error("VF {pci} is held by attachment {holder}")]
-    VfBusy { pci: String, holder: String },
-    #[error("IP {ip} of network {network:?} is held by attachment {holder}")]
-    IpBusy {
-        network: String,
-        ip: String,
+    VfBusy {
+        /// The VF's PCI address.
+        pci: String,
+        /// The holding attachment, as `container/ifname`.
         holder: String,
     },
+    /// The IP is recorded for another attachment on the same network.
+    #[error("IP {ip} of network {network:?} is held by attachment {holder}")]
+    IpBusy {
+        /// The netconf `name` of the network.
+        network: String,
+        /// The address, normalised, without prefix.
+        ip: String,
+        /// The holding attachment, as `container/ifname`.
+        holder: String,
+    },
+    /// No attachment with that key (shown as `container/ifname`).
     #[error("no attachment {0}")]
     NotFound(String),
 }

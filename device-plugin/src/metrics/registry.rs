@@ -18,6 +18,7 @@ pub const CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
 /// A metric the registry refuses.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MetricsError {
+    /// A metric of this name is already registered (names must be unique in one exposition).
     #[error("metric {0} registered twice")]
     Duplicate(String),
     /// The encoder appends `_total` to counters; a name that has it would come out doubled.

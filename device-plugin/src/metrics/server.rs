@@ -39,9 +39,12 @@ pub enum ServeError {
         "refusing to serve metrics on non-loopback address {0} (allow it explicitly to expose node metrics off the node)"
     )]
     NotLoopback(SocketAddr),
+    /// The metrics listener could not bind.
     #[error("cannot listen for metrics on {addr}: {source}")]
     Bind {
+        /// The address asked for (`--metrics-addr`).
         addr: SocketAddr,
+        /// The OS error (address in use, permission…).
         source: std::io::Error,
     },
 }

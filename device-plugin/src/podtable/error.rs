@@ -18,7 +18,9 @@ pub enum Scope {
 /// One thing wrong with the table.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
+    /// The network (its key under `networks`) the problem is in.
     pub network: String,
+    /// Which part of that network.
     pub scope: Scope,
     /// What is wrong, quoting the offending field and value: `ips[0] "10.0.0.300/24" is not a CIDR`.
     pub message: String,
@@ -40,14 +42,20 @@ impl fmt::Display for Problem {
 /// Why the pod table could not be used. The agent keeps its last good table on any of these.
 #[derive(Debug, thiserror::Error)]
 pub enum PodTableError {
+    /// The table file could not be read.
     #[error("cannot read pod table {}: {source}", path.display())]
     Read {
+        /// The file's path.
         path: PathBuf,
+        /// The OS error.
         source: std::io::Error,
     },
     /// Over [`super::MAX_TABLE_BYTES`]: refused before it is read or parsed.
     #[error("pod table is {len} bytes, over the {} MiB cap (about 150,000 entries): refused unread, the last good table stays", super::MAX_TABLE_BYTES >> 20)]
-    TooLarge { len: u64 },
+    TooLarge {
+        /// The file's size in bytes.
+        len: u64,
+    },
     /// Not JSON, or not shaped `{"networks": {"<name>": {"defaults": …, "pods": …}}}`.
     #[error(r#"pod table is not JSON of the shape {{"networks": {{"<network>": {{"defaults": {{…}}, "pods": {{…}}}}}}}}: {0}"#)]
     Json(#[from] serde_json::Error),

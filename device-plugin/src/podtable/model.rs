@@ -12,7 +12,9 @@ pub use sriov_hw::cidr::{IpCidr, ParseCidrError};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Route {
+    /// Destination prefix (`0.0.0.0/0` for a default route).
     pub dst: IpCidr,
+    /// Next hop; `None` = on-link.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub gw: Option<IpAddr>,
 }
@@ -21,12 +23,16 @@ pub struct Route {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Dns {
+    /// Resolver addresses, in order of preference.
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub nameservers: Vec<IpAddr>,
+    /// Local domain for short-name lookups.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub domain: Option<String>,
+    /// Search domains, in order.
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub search: Vec<String>,
+    /// Resolver options (`ndots:5`…), as for resolv.conf.
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub options: Vec<String>,
 }
@@ -43,7 +49,9 @@ pub struct PodConfig {
     pub ips: Vec<IpCidr>,
     /// Default gateways, at most one per family, each inside one of `ips`' subnets.
     pub gateway: Vec<IpAddr>,
+    /// Routes to add in the pod after the interface is up.
     pub routes: Vec<Route>,
+    /// Resolver settings for the CNI result; `None` leaves IPAM's or the netconf's.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dns: Option<Dns>,
     /// Unicast, non-zero.

@@ -34,16 +34,26 @@ pub enum RefreshOutcome {
     /// The file (or its absence) is as last seen; the table in force is unchanged.
     Unchanged,
     /// New content was valid and is now in force.
-    Loaded { networks: usize, entries: usize },
+    Loaded {
+        /// Networks in the new table.
+        networks: usize,
+        /// Pod entries in the new table, over all networks.
+        entries: usize,
+    },
     /// New content could not be read or was invalid; the last good table stays in force.
     /// `problems` lists each problem on its own (one entry for a read or JSON error).
     Rejected {
+        /// The error, as one line for the logs.
         error: String,
+        /// Each problem on its own, for `status` and the rejection Event.
         problems: Vec<String>,
     },
     /// The file does not exist (or is a dangling symlink). Before any good load the table is
     /// empty; after one, the last good table stays (`kept_last_good`).
-    Missing { kept_last_good: bool },
+    Missing {
+        /// Whether an earlier good table stays in force (`false`: the table is now empty).
+        kept_last_good: bool,
+    },
 }
 
 /// The reloader's state for metrics and `status`.
@@ -63,6 +73,7 @@ pub struct SourceStatus {
     pub loaded_at_unix: Option<u64>,
     /// Networks and entries of the table in force.
     pub networks: usize,
+    /// Pod entries of the table in force, over all networks.
     pub entries: usize,
 }
 

@@ -11,17 +11,25 @@ use super::selector::{RawSelector, Selector};
 /// ConfigMap; the agent keeps its last good config when a reload fails.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// The config file could not be read.
     #[error("cannot read pool config {path}: {source}")]
     Read {
+        /// The file's path.
         path: String,
+        /// The OS error.
         source: std::io::Error,
     },
+    /// The file is not JSON, or not shaped `{"resourceList": [...]}`.
     #[error("pool config is not valid JSON of the resourceList format: {0}")]
     Json(#[from] serde_json::Error),
+    /// One `resourceList` entry is invalid.
     #[error("resourceList[{index}] ({name}): {msg}")]
     Entry {
+        /// The entry's position in `resourceList`.
         index: usize,
+        /// Its `resourceName`.
         name: String,
+        /// What is wrong with it.
         msg: String,
     },
 }
@@ -41,17 +49,24 @@ pub enum AllocationPolicy {
 /// The whole pool config.
 #[derive(Debug, Clone, Default)]
 pub struct PoolConfig {
+    /// The pools, in config order (a VF joins the first whose selectors match).
     pub resources: Vec<ResourceConfig>,
 }
 
 /// One `resourceList` entry, validated.
 #[derive(Debug, Clone)]
 pub struct ResourceConfig {
+    /// `resourceName`, e.g. `sriov_netdevice`; `[a-zA-Z0-9_]+`.
     pub name: String,
+    /// `resourcePrefix`, e.g. `intel.com` (the default).
     pub prefix: String,
+    /// `excludeTopology`: advertise devices without NUMA affinity to kubelet.
     pub exclude_topology: bool,
+    /// `needVhostNet`: containers also get `/dev/vhost-net` and `/dev/net/tun`.
     pub need_vhost_net: bool,
+    /// `isRdma`: only VFs with an RDMA device join the pool.
     pub is_rdma: bool,
+    /// `allocationPolicy`: how preferred allocations pick among free VFs.
     pub allocation_policy: AllocationPolicy,
     /// Any one set matching selects a VF.
     pub selectors: Vec<Selector>,

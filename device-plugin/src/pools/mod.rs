@@ -22,6 +22,7 @@ pub const DEFAULT_PREFIX: &str = "intel.com";
 pub struct Pool {
     /// `<prefix>/<name>`, the name pods request.
     pub resource: String,
+    /// The VFs in the pool, by PCI address.
     pub vfs: Vec<sriov_hw::PciAddr>,
 }
 

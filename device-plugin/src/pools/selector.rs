@@ -9,15 +9,24 @@ use super::pf_names::PfNameSel;
 /// A validated selector set.
 #[derive(Debug, Clone, Default)]
 pub struct Selector {
+    /// `vendors`: PCI vendor IDs (hex in the config, e.g. `8086`); empty = any.
     pub vendors: Vec<u16>,
+    /// `devices`: PCI device IDs of the VF (hex, e.g. `154c`); empty = any.
     pub devices: Vec<u16>,
+    /// `drivers`: the VF's bound driver (`iavf`, `vfio-pci`…); empty = any.
     pub drivers: Vec<String>,
+    /// `pciAddresses`: the VFs' own addresses; empty = any.
     pub pci_addresses: Vec<PciAddr>,
+    /// `pfNames`: PF netdev names, optionally with VF indexes (`ens1f0#0-3,5`); empty = any.
     pub pf_names: Vec<PfNameSel>,
+    /// `rootDevices`: the PFs' PCI addresses; empty = any.
     pub root_devices: Vec<PciAddr>,
+    /// `linkTypes`: the link type (`ether`, `infiniband`…), lower-cased; empty = any.
     pub link_types: Vec<String>,
     /// `Some(true)`: only VFs with an RDMA device; `Some(false)`: only without.
     pub is_rdma: Option<bool>,
+    /// `needVhostNet`, accepted as in the reference plugin's selectors; the pool's flag is what
+    /// counts.
     pub need_vhost_net: bool,
 }
 

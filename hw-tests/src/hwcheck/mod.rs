@@ -88,11 +88,17 @@ fn pool_config(pf: &PfInfo, vf_driver: &str, vfio: bool) -> Value {
 
 /// Everything the flows share.
 pub struct Ctx<'a> {
+    /// The command-line options of this run.
     pub opts: &'a Options,
+    /// Where each check's outcome goes.
     pub report: &'a mut Report,
+    /// The tokio runtime the kubelet-side gRPC calls are blocked on.
     pub rt: &'a tokio::runtime::Runtime,
+    /// The PF under test, as inventory found it.
     pub pf: &'a PfInfo,
+    /// The agent under test (kubelet mode).
     pub agent: &'a AgentProc,
+    /// The kubelet stand-in the agent registers with.
     pub kubelet: &'a KubeletStandIn,
     /// The PF's VF table before anything ran.
     pub original: Vec<pfview::VfRow>,

@@ -16,23 +16,34 @@ use crate::vfctl::Backend;
 
 /// Link operations in one namespace (implemented by [`Netlink`]).
 pub trait LinkOps {
+    /// Looks a link up by name; `Ok(None)` when this namespace has none by that name.
     fn link_by_name(
         &self,
         name: &str,
     ) -> impl Future<Output = Result<Option<LinkInfo>, NetlinkError>>;
+    /// Brings `link` administratively up.
     fn set_up(&self, link: &str) -> impl Future<Output = Result<(), NetlinkError>>;
+    /// Brings `link` administratively down (needed before a rename or a move on most drivers).
     fn set_down(&self, link: &str) -> impl Future<Output = Result<(), NetlinkError>>;
+    /// Renames `link` to `new` (the link must be down).
     fn set_name(&self, link: &str, new: &str) -> impl Future<Output = Result<(), NetlinkError>>;
+    /// Sets the netdev's own hardware address (not the PF-side admin MAC).
     fn set_mac(&self, link: &str, mac: MacAddr) -> impl Future<Output = Result<(), NetlinkError>>;
+    /// Sets the MTU in bytes (L3 payload).
     fn set_mtu(&self, link: &str, mtu: u32) -> impl Future<Output = Result<(), NetlinkError>>;
+    /// Moves `link` into `ns`, renamed to `new` in the same request so it never shows up there
+    /// under its host name.
     fn move_to_netns(
         &self,
         link: &str,
         ns: &NetnsHandle,
         new: &str,
     ) -> impl Future<Output = Result<(), NetlinkError>>;
+    /// Adds address `a` (with prefix length) to `link`; `EEXIST` if it is already there.
     fn add_address(&self, link: &str, a: IpCidr) -> impl Future<Output = Result<(), NetlinkError>>;
+    /// Removes every address from `link`; used on DEL so the VF goes back to the host unnumbered.
     fn flush_addresses(&self, link: &str) -> impl Future<Output = Result<(), NetlinkError>>;
+    /// Adds a route to `dst` out of `link`: via `gw`, or on-link when `gw` is `None`.
     fn add_route(
         &self,
         link: &str,
@@ -87,9 +98,13 @@ impl LinkOps for Netlink {
 /// The node as attach/restore see it: host links, VF control, entering a pod namespace, and
 /// finding or recovering a VF's netdev.
 pub trait Machine {
+    /// Link operations in the host namespace (and, through [`Machine::enter`], in pods).
     type Links: LinkOps;
+    /// The PF-side VF control of this node's NIC driver.
     type Vfs: VfControl;
+    /// Link operations in the host namespace.
     fn host(&self) -> &Self::Links;
+    /// VF configuration through the PF (VLAN, rate, MAC, trust…).
     fn vfs(&self) -> &Self::Vfs;
     /// The host namespace (target of moves back out of a pod).
     fn host_ns(&self) -> &NetnsHandle;

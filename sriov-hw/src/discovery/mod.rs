@@ -172,23 +172,47 @@ impl Inventory {
 pub enum DiscoveryError {
     /// No such PCI function under the root's `bus/pci/devices`.
     #[error("no PCI device {pci} under {}", root.display())]
-    NoSuchDevice { pci: PciAddr, root: PathBuf },
+    NoSuchDevice {
+        /// The address that was looked up.
+        pci: PciAddr,
+        /// The sysfs root it was looked up under (not `/sys` in tests and on the emulated NIC).
+        root: PathBuf,
+    },
     /// The function exists but has no `physfn` link, so it is not a VF.
     #[error("{pci} is not an SR-IOV VF (no physfn link)")]
-    NotAVf { pci: PciAddr },
+    NotAVf {
+        /// The function that was expected to be a VF.
+        pci: PciAddr,
+    },
     /// The function exists but has no (or zero) `sriov_totalvfs`, so it is not a PF.
     #[error("{pci} is not an SR-IOV PF (no sriov_totalvfs)")]
-    NotAPf { pci: PciAddr },
+    NotAPf {
+        /// The function that was expected to be a PF.
+        pci: PciAddr,
+    },
     /// `physfn` does not name a PCI address, or names one that is not there.
     #[error("VF {vf}: physfn points at {}, which is not an existing PCI function", target.display())]
-    BadPhysfn { vf: PciAddr, target: PathBuf },
+    BadPhysfn {
+        /// The VF whose `physfn` link is bad.
+        vf: PciAddr,
+        /// Where the link points, as an absolute path.
+        target: PathBuf,
+    },
     /// No `virtfn<N>` of the PF points back at the VF (VFs being re-created under us).
     #[error("VF {vf}: no virtfn link of its PF {pf} points to it")]
-    NoVirtfn { vf: PciAddr, pf: PciAddr },
+    NoVirtfn {
+        /// The VF that no `virtfn<N>` names.
+        vf: PciAddr,
+        /// The PF its `physfn` points at.
+        pf: PciAddr,
+    },
     /// The PF has no netdev in this namespace (unbound, or its driver has none), so VF control
     /// through it is impossible.
     #[error("PF {pf} has no netdev (driver unbound?)")]
-    NoPfNetdev { pf: PciAddr },
+    NoPfNetdev {
+        /// The PF's PCI address.
+        pf: PciAddr,
+    },
     /// A required attribute could not be read.
     #[error(transparent)]
     Sysfs(#[from] SysfsError),

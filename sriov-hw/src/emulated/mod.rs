@@ -115,16 +115,33 @@ pub struct EmulatedNic {
 pub enum EmulateError {
     /// The PF name cannot name the bridge and its VF links.
     #[error("invalid emulated PF name {name:?}: {reason}")]
-    InvalidPfName { name: String, reason: &'static str },
+    InvalidPfName {
+        /// The rejected PF name.
+        name: String,
+        /// Why it cannot be used (too long for the derived link names, bad characters…).
+        reason: &'static str,
+    },
     /// The VF count is outside 1..=256.
     #[error("invalid VF count {0}: must be 1..={MAX_VFS}")]
     InvalidVfCount(u32),
     /// No emulated PF of that name exists under the sysfs root.
     #[error("no emulated PF {pf} under {root}")]
-    NoSuchPf { pf: String, root: PathBuf },
+    NoSuchPf {
+        /// The PF name that was asked for.
+        pf: String,
+        /// The sysfs root searched.
+        root: PathBuf,
+    },
     /// The VF index is beyond the PF's VF count (the kernel answers EINVAL).
     #[error("PF {pf} has {count} VFs, no VF {vf}")]
-    NoSuchVf { pf: String, vf: u32, count: u32 },
+    NoSuchVf {
+        /// The emulated PF's netdev name.
+        pf: String,
+        /// The VF index asked for.
+        vf: u32,
+        /// How many VFs the PF has.
+        count: u32,
+    },
     /// All PCI buses of the emulated domain are taken.
     #[error("no free PCI bus in domain {EMU_PCI_DOMAIN:04x} under {0}")]
     NoFreeBus(PathBuf),
@@ -132,8 +149,11 @@ pub enum EmulateError {
     /// not a bridge); we refuse to adopt or delete it.
     #[error("link {name} exists and is a {found}, not an emulated {expected}")]
     ForeignLink {
+        /// The existing link's name.
         name: String,
+        /// Its actual kind (`"veth"`, `"device"` for a link without one…).
         found: String,
+        /// The kind the emulator would have created there.
         expected: &'static str,
     },
     /// A route-netlink request failed.
@@ -142,14 +162,22 @@ pub enum EmulateError {
     /// A file in the synthetic tree could not be read or written.
     #[error("{op} {}: {source}", path.display())]
     Io {
+        /// What was being done (`"read"`, `"write"`, `"create"`…).
         op: &'static str,
+        /// The file or directory, absolute.
         path: PathBuf,
+        /// The OS error.
         #[source]
         source: std::io::Error,
     },
     /// A metadata or register file holds something we cannot parse.
     #[error("corrupt {}: {message}", path.display())]
-    Corrupt { path: PathBuf, message: String },
+    Corrupt {
+        /// The unparsable file.
+        path: PathBuf,
+        /// What the parser said.
+        message: String,
+    },
     /// Teardown kept going past failures; these are all of them.
     #[error("{} teardown steps failed: {}", .0.len(), join(.0))]
     Teardown(Vec<EmulateError>),

@@ -8,30 +8,50 @@ pub enum NetlinkError {
     /// The kernel answered with an errno.
     #[error("{op} {target}: {message} (errno {errno})")]
     Kernel {
+        /// The operation, in words (`"rename link"`, `"move link to netns"`…).
         op: &'static str,
+        /// The link (or other object) it was applied to.
         target: String,
+        /// The positive errno the kernel answered with (e.g. `libc::EBUSY`).
         errno: i32,
+        /// The errno's text, as the OS describes it.
         message: String,
     },
     /// No link of that name or index exists in the namespace.
     #[error("{op}: no such link {target}")]
-    NotFound { op: &'static str, target: String },
+    NotFound {
+        /// The operation that looked the link up.
+        op: &'static str,
+        /// The link name or index that does not exist.
+        target: String,
+    },
     /// The socket or the namespace switch failed before anything was sent.
     #[error("{op}: {message}")]
-    Io { op: &'static str, message: String },
+    Io {
+        /// The operation that could not be sent.
+        op: &'static str,
+        /// What failed (socket, setns…), with its target.
+        message: String,
+    },
     /// The request was not sent because its arguments cannot be expressed (e.g. an IPv6 gateway
     /// for an IPv4 destination).
     #[error("{op} {target}: invalid request: {message}")]
     Invalid {
+        /// The operation that was refused before sending.
         op: &'static str,
+        /// The link (or other object) it would have applied to.
         target: String,
+        /// Why the arguments cannot be expressed.
         message: String,
     },
     /// The kernel's answer could not be decoded or was not the expected message.
     #[error("{op} {target}: unexpected reply: {message}")]
     Protocol {
+        /// The operation whose reply was unexpected.
         op: &'static str,
+        /// The link (or other object) it was applied to.
         target: String,
+        /// What was wrong with the reply.
         message: String,
     },
 }

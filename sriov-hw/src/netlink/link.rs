@@ -19,9 +19,11 @@ use crate::netns::NetnsHandle;
 pub struct LinkInfo {
     /// Interface index, unique within its namespace only.
     pub index: u32,
+    /// The interface name (IFLA_IFNAME), at most 15 bytes.
     pub name: String,
     /// The current (effective) hardware address; `None` for links without one.
     pub mac: Option<MacAddr>,
+    /// MTU in bytes (L3 payload).
     pub mtu: u32,
     /// Administratively up (`IFF_UP`).
     pub up: bool,

@@ -27,8 +27,10 @@ pub trait VfControl {
                 .ok_or_else(|| VfError::new(pf, vf, "read VF state", VfErrorKind::NotReported))
         }
     }
+    /// Sets the admin MAC the PF assigns to VF `vf` (IFLA_VF_MAC).
     fn set_mac(&self, pf: &str, vf: u32, mac: MacAddr)
     -> impl Future<Output = Result<(), VfError>>;
+    /// Sets VF `vf`'s port VLAN: tag, priority and protocol (VLAN 0 clears it).
     fn set_vlan(
         &self,
         pf: &str,
@@ -43,13 +45,16 @@ pub trait VfControl {
         min_mbps: u32,
         max_mbps: u32,
     ) -> impl Future<Output = Result<(), VfError>>;
+    /// Turns spoof checking of VF `vf`'s source MACs on or off.
     fn set_spoofchk(
         &self,
         pf: &str,
         vf: u32,
         on: bool,
     ) -> impl Future<Output = Result<(), VfError>>;
+    /// Marks VF `vf` trusted (may change its MAC, go promiscuous) or not.
     fn set_trust(&self, pf: &str, vf: u32, on: bool) -> impl Future<Output = Result<(), VfError>>;
+    /// Forces VF `vf`'s link up or down, or lets it follow the PF (`auto`).
     fn set_link_state(
         &self,
         pf: &str,

@@ -7,9 +7,13 @@ use crate::netlink::NetlinkError;
 #[derive(Debug, thiserror::Error)]
 #[error("PF {pf} VF {vf}: {op} failed: {source}")]
 pub struct VfError {
+    /// The PF's netdev name in the host namespace.
     pub pf: String,
+    /// The VF's index on that PF.
     pub vf: u32,
+    /// What was being done (`"set VF VLAN"`…), for the message.
     pub op: &'static str,
+    /// What went wrong underneath.
     #[source]
     pub source: VfErrorKind,
 }
@@ -17,10 +21,15 @@ pub struct VfError {
 /// The underlying cause of a [`VfError`].
 #[derive(Debug, thiserror::Error)]
 pub enum VfErrorKind {
+    /// The kernel refused or the netlink socket failed.
     #[error(transparent)]
     Netlink(#[from] NetlinkError),
+    /// The device cannot do what was asked (e.g. a minimum rate on the emulated NIC); the text says
+    /// what.
     #[error("not supported by this device: {0}")]
     Unsupported(String),
+    /// The emulated NIC's bridge or tc equivalent of the operation failed (or got an invalid
+    /// argument).
     #[error("{0}")]
     Emulation(String),
     /// The VF's sysfs entries could not be read (finding its netdev by PCI address).

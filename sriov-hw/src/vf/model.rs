@@ -42,8 +42,11 @@ pub enum VfLinkState {
 /// The VLAN settings of a VF (VLAN 0 = untagged).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct VfVlan {
+    /// 802.1Q VLAN ID, 1–4094; 0 = no port VLAN.
     pub vlan: u16,
+    /// 802.1p priority (0–7) of the inserted tag.
     pub qos: u8,
+    /// Tag protocol of the port VLAN.
     pub proto: VlanProto,
 }
 
@@ -51,14 +54,20 @@ pub struct VfVlan {
 /// restores. Fields the driver does not report are `None`.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct VfState {
+    /// The VF's index on its PF (IFLA_VF_INFO numbering).
     pub index: u32,
+    /// The admin MAC the PF enforces for the VF; `None` when the driver reports none or all zeros.
     pub mac: Option<MacAddr>,
+    /// The VF's port VLAN (`vlan: 0` = none).
     pub vlan: VfVlan,
     /// Mbit/s, 0 = unlimited.
     pub min_tx_rate: u32,
     /// Mbit/s, 0 = unlimited.
     pub max_tx_rate: u32,
+    /// Spoof checking (the PF drops frames from other source MACs); `None` if not reported.
     pub spoofchk: Option<bool>,
+    /// Whether the VF may change its own MAC and use promiscuous modes; `None` if not reported.
     pub trust: Option<bool>,
+    /// Link state override on the PF; `None` if not reported.
     pub link_state: Option<VfLinkState>,
 }

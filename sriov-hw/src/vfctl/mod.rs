@@ -55,7 +55,9 @@ impl NicKind {
 
 /// The backend for a PF, chosen by its driver. This is the type upper layers hold.
 pub enum Backend {
+    /// A real NIC, configured through the PF's netlink VF table.
     Netlink(PfNetlink),
+    /// The emulated NIC, configured through its bridge and tc.
     Emulated(Emulated),
 }
 
