@@ -377,6 +377,20 @@ pub fn cni(env: &[(&str, &str)], conf: &serde_json::Value) -> CniOutcome {
 
 /// As [`cni`], with another plugin binary.
 pub fn cni_with(plugin: PathBuf, env: &[(&str, &str)], conf: &serde_json::Value) -> CniOutcome {
+    cni_collect(cni_spawn_with(plugin, env, conf))
+}
+
+/// Starts the `sriov` plugin with `conf` on stdin and returns at once (for a test that acts on
+/// the plugin while it runs); [`cni_collect`] waits for its outcome.
+pub fn cni_spawn(env: &[(&str, &str)], conf: &serde_json::Value) -> std::process::Child {
+    cni_spawn_with(bin("sriov"), env, conf)
+}
+
+fn cni_spawn_with(
+    plugin: PathBuf,
+    env: &[(&str, &str)],
+    conf: &serde_json::Value,
+) -> std::process::Child {
     use std::io::Write;
     let mut child = Command::new(plugin)
         .env_clear()
@@ -390,6 +404,11 @@ pub fn cni_with(plugin: PathBuf, env: &[(&str, &str)], conf: &serde_json::Value)
     if let Some(mut i) = child.stdin.take() {
         let _ = i.write_all(conf.to_string().as_bytes());
     }
+    child
+}
+
+/// Waits for a plugin started by [`cni_spawn`] and parses what it printed.
+pub fn cni_collect(child: std::process::Child) -> CniOutcome {
     let out = child.wait_with_output().expect("wait CNI plugin");
     let text = String::from_utf8_lossy(&out.stdout);
     let json = if text.trim().is_empty() {

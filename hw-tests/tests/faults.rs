@@ -385,3 +385,158 @@ fn a_planned_record_of_a_killed_agent_does_not_block_the_retry() {
     assert!(del.ok, "DEL: {:?}", del.json);
     bed.all_vfs_pristine(1).unwrap_or_else(|e| panic!("{e}"));
 }
+
+/// A CNI held (SIGSTOP) at a step between Plan and Commit; on drop it is killed, never left
+/// stopped.
+struct Paused(Option<std::process::Child>);
+
+impl Paused {
+    /// Waits until the plugin stopped itself; panics (with its output) if it exited instead.
+    fn wait_stopped(child: std::process::Child) -> Self {
+        let mut p = Paused(Some(child));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let c = p.0.as_mut().unwrap();
+            let stat =
+                std::fs::read_to_string(format!("/proc/{}/stat", c.id())).unwrap_or_default();
+            if stat
+                .rsplit_once(')')
+                .is_some_and(|(_, r)| r.trim_start().starts_with('T'))
+            {
+                return p;
+            }
+            if c.try_wait().unwrap().is_some() {
+                let out = hw_tests::cni_collect(p.0.take().unwrap());
+                panic!(
+                    "the plugin exited before its pause: {:?} {}",
+                    out.json, out.stderr
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the plugin never reached its pause"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Lets it go on and waits for its outcome.
+    fn resume(mut self) -> CniOutcome {
+        let c = self.0.take().unwrap();
+        let cont = std::process::Command::new("kill")
+            .args(["-CONT", &c.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(cont.success(), "kill -CONT failed");
+        hw_tests::cni_collect(c)
+    }
+}
+
+impl Drop for Paused {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn add_env(ns: &Netns, cid: &str, extra: (&'static str, &'static str)) -> Vec<(String, String)> {
+    [
+        ("CNI_COMMAND", "ADD"),
+        ("CNI_CONTAINERID", cid),
+        ("CNI_NETNS", ns.path().as_str()),
+        ("CNI_IFNAME", "net1"),
+        (
+            "CNI_ARGS",
+            "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=db-0",
+        ),
+        ("CNI_PATH", "/usr/lib/cni"),
+        extra,
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+fn as_refs(env: &[(String, String)]) -> Vec<(&str, &str)> {
+    env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
+}
+
+/// The agent killed and restarted while a CNI is between Plan and Commit (its VF half
+/// configured: PF-side settings only, or already moved into the pod): the restarted agent must
+/// not undo that VF under the running CNI (two writers of one VF leave settings behind). The CNI
+/// goes on and commits to the new agent: the ADD succeeds, the VF in the pod with the result's
+/// MAC, and DEL leaves it pristine.
+#[test]
+fn an_agent_restart_leaves_a_running_cnis_planned_vf_alone() {
+    if !require_root("an_agent_restart_leaves_a_running_cnis_planned_vf_alone") {
+        return;
+    }
+    for step in ["set VF MAC", "configure addresses"] {
+        let bed = Bed::new(1, &hw_tests::cni_fixture::default_pod_table());
+        let conf = bed.conf("1.1.0", json!({"mac": "02:00:00:69:00:01", "trust": "on"}));
+        let ns = pod_netns();
+        let env = add_env(&ns, "c-inflight", ("SRIOV_PAUSE_STEP", step));
+        let paused = Paused::wait_stopped(hw_tests::cni_spawn(&as_refs(&env), &conf));
+        assert_eq!(bed.attachments()[0]["state"], "planned", "{step}");
+        let in_pod = ns.has_link("net1");
+        bed.agent.crash_and_restart();
+        let atts = bed.attachments();
+        assert_eq!(
+            atts.first().map(|a| a["state"].clone()),
+            Some(json!("planned")),
+            "paused at {step:?}: the restarted agent freed a record its CNI is still working on: {atts:?}"
+        );
+        assert_eq!(
+            ns.has_link("net1"),
+            in_pod,
+            "paused at {step:?}: the restarted agent moved the VF under the CNI"
+        );
+        let out = paused.resume();
+        assert!(
+            out.ok,
+            "paused at {step:?}: ADD: {:?} {}",
+            out.json, out.stderr
+        );
+        let link = ns.ip_json(&["link", "show", "net1"]);
+        assert_eq!(
+            link[0]["address"], out.json["interfaces"][0]["mac"],
+            "{link}"
+        );
+        assert_eq!(bed.attachments()[0]["state"], "committed");
+        let del = bed.call("DEL", "c-inflight", &ns.path(), "db-0", &conf);
+        assert!(del.ok, "DEL: {:?}", del.json);
+        assert!(bed.attachments().is_empty());
+        bed.all_vfs_pristine(1)
+            .unwrap_or_else(|e| panic!("paused at {step:?}: {e}"));
+    }
+}
+
+/// A CNI killed between Plan and Commit while the agent lives on (a runtime's timeout): the
+/// runtime's retry of that ADD is not refused with "already exists (Planned)"; the abandoned
+/// record is undone and the retry commits.
+#[test]
+fn the_retry_of_an_add_whose_cni_was_killed_succeeds() {
+    if !require_root("the_retry_of_an_add_whose_cni_was_killed_succeeds") {
+        return;
+    }
+    let bed = Bed::new(1, &hw_tests::cni_fixture::default_pod_table());
+    let conf = bed.conf("1.1.0", json!({"mac": "02:00:00:69:00:02"}));
+    let ns = pod_netns();
+    let killed = add_env(&ns, "c-killed", ("SRIOV_FAULT_STEP", "configure addresses"));
+    let out = hw_tests::cni(&as_refs(&killed), &conf);
+    assert!(!out.ok && out.json.is_null(), "not killed: {:?}", out.json);
+    assert_eq!(bed.attachments()[0]["state"], "planned");
+    let retry = add_env(&ns, "c-killed", ("SRIOV_FAULT_STEP", "none"));
+    let out = hw_tests::cni(&as_refs(&retry), &conf);
+    assert!(out.ok, "retried ADD: {:?} {}", out.json, out.stderr);
+    let link = ns.ip_json(&["link", "show", "net1"]);
+    assert_eq!(link[0]["address"], "02:00:00:69:00:02", "{link}");
+    let atts = bed.attachments();
+    assert_eq!(atts.len(), 1, "{atts:?}");
+    assert_eq!(atts[0]["state"], "committed");
+    let del = bed.call("DEL", "c-killed", &ns.path(), "db-0", &conf);
+    assert!(del.ok, "DEL: {:?}", del.json);
+    bed.all_vfs_pristine(1).unwrap_or_else(|e| panic!("{e}"));
+}

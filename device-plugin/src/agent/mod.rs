@@ -4,6 +4,7 @@
 //! - [`state`]: configuration, ledger, the inventory watcher, pod table source, VF claims.
 //! - [`quarantine`]: VFs whose netdev is not home: kept out of service, brought home.
 //! - [`plan`]: Plan (choose the VF, merge settings, capture the original state, record intent).
+//! - [`planner`]: which CNI process planned an attachment, and whether it still runs.
 //! - [`reclaim`]: "is this netns gone?" and the one release path (restore + remove).
 //! - [`gc`], [`reconcile`]: the two callers of that path besides Plan.
 //! - [`server`]: the tonic service; [`errors`]: the one mapping to `tonic::Status`.
@@ -17,6 +18,7 @@ pub mod gc;
 pub mod leasing;
 pub mod neighbours;
 pub mod plan;
+pub mod planner;
 pub mod quarantine;
 pub mod reapply;
 pub mod reclaim;

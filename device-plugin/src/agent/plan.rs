@@ -5,6 +5,7 @@
 //! claims lock, no I/O) → read its original state → `ledger.plan` (one flushed transaction). A VF
 //! or IP held by an attachment whose namespace is gone is reclaimed and the Plan retried once.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -14,12 +15,13 @@ use sriov_hw::netlink::LinkInfo;
 use sriov_hw::vfctl::{VfControl, VfNetdevs};
 use sriov_hw::{MacAddr, PciAddr};
 use sriov_proto::node::{
-    Attachment, AttachmentKey, Desired, Dns, PlanRequest, Route, State as AttState, VfConfig,
-    VfSettings,
+    Attachment, AttachmentKey, Desired, Dns, PlanRequest, Planner, Route, State as AttState,
+    VfConfig, VfSettings,
 };
 
 use super::errors::AgentError;
 use super::leasing;
+use super::planner::{self, PlannerLiveness};
 use super::quarantine;
 use super::reclaim::{self, Liveness};
 use super::state::{Claim, State};
@@ -36,16 +38,17 @@ struct Merged {
     reserved: Vec<String>,
 }
 
-/// Handles a Plan request: returns the PLANNED record.
-pub async fn plan(state: &Arc<State>, req: PlanRequest) -> Result<Attachment, AgentError> {
+/// Handles a Plan request from the CNI process `planner` (when the socket told us): returns the
+/// PLANNED record.
+pub async fn plan(
+    state: &Arc<State>,
+    req: PlanRequest,
+    planner: Option<Planner>,
+) -> Result<Attachment, AgentError> {
     let key = validate(&req)?;
     let merged = merge(state, &req)?;
     if let Some(old) = state.ledger.get(&key)? {
-        return Err(LedgerError::Exists {
-            key: display_key(&key),
-            state: format!("{:?}", old.state()),
-        }
-        .into());
+        refuse_or_release_abandoned(state, &old).await?;
     }
     // The cluster's word first: a fixed IP another node holds is refused before any VF is chosen.
     let leases = leasing::acquire(
@@ -72,7 +75,7 @@ pub async fn plan(state: &Arc<State>, req: PlanRequest) -> Result<Attachment, Ag
                 continue;
             }
         };
-        let att = match record(state, &req, &key, &merged, &pf, &vf).await {
+        let mut att = match record(state, &req, &key, &merged, &pf, &vf).await {
             Ok(att) => att,
             Err(AgentError::NotHome(why)) => {
                 drop(claim);
@@ -87,6 +90,7 @@ pub async fn plan(state: &Arc<State>, req: PlanRequest) -> Result<Attachment, Ag
             }
             Err(e) => return Err(e),
         };
+        att.planner = planner;
         let res = state.ledger.plan(&att);
         drop(claim);
         match res {
@@ -108,6 +112,37 @@ pub async fn plan(state: &Arc<State>, req: PlanRequest) -> Result<Attachment, Ag
             Err(e) => return Err(e.into()),
         }
     }
+}
+
+/// A record already under this key: the runtime's retry of an ADD whose CNI died between Plan
+/// and Commit (killed by the runtime's timeout, or with an agent that died) leaves a PLANNED
+/// record nobody will commit; it is undone and released so the retry starts clean. Anything else
+/// is refused as "already exists".
+async fn refuse_or_release_abandoned(state: &State, old: &Attachment) -> Result<(), AgentError> {
+    let exists = || LedgerError::Exists {
+        key: display_key(&old.key.clone().unwrap_or_default()),
+        state: format!("{:?}", old.state()),
+    };
+    if old.state() != AttState::Planned {
+        return Err(exists().into());
+    }
+    let PlannerLiveness::Exited(why) =
+        planner::liveness(Path::new(planner::PROC), old.planner.as_ref())
+    else {
+        return Err(exists().into());
+    };
+    tracing::info!(attachment = %display_key(&old.key.clone().unwrap_or_default()), vf = %old.vf_pci, %why, "releasing an abandoned PLANNED record before the retry");
+    let live = reclaim::liveness(old);
+    let pod_ns = match &live {
+        Liveness::Alive(h) => Some(h),
+        Liveness::Gone(_) | Liveness::Unknown(_) => None,
+    };
+    reclaim::release(state, old, pod_ns)
+        .await
+        .map_err(|cause| AgentError::Reclaim {
+            what: format!("the abandoned PLANNED record's VF {}", old.vf_pci),
+            cause,
+        })
 }
 
 /// Reclaims `holder` if its namespace is gone; otherwise refuses, naming it.

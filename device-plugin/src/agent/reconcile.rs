@@ -2,14 +2,16 @@
 //! reboot) and brings quarantined VFs home. Runs once before the agent serves and then every
 //! `--reconcile-interval`. (The inventory watcher re-scans sysfs on its own schedule.)
 //!
-//! PLANNED attachments whose namespace is alive are left alone on later passes: a CNI may be in
-//! the middle of ADD. The first pass, before the agent serves, frees every PLANNED attachment:
-//! it was planned by an earlier instance of the agent (killed, crashed) and its ADD can no longer
-//! commit (its Commit reaches an agent that does not know it, and the CNI rolls back), so
-//! keeping it would only refuse the runtime's retry of that ADD with "already exists".
+//! A PLANNED attachment is left alone while the CNI that planned it runs: it is between Plan and
+//! Commit, configuring the VF, and may still commit (to this agent or to a restarted one).
+//! Restoring that VF under it would make two writers of one VF. One whose CNI exited can no
+//! longer commit; it is undone and freed (keeping it would refuse the runtime's retry of that
+//! ADD with "already exists"). A PLANNED record that does not say which CNI planned it (written
+//! by an older agent) is freed by the first pass, before the agent serves.
 
 use std::sync::Arc;
 
+use super::planner::{self, PlannerLiveness};
 use super::reclaim::{self, Liveness};
 use super::state::State;
 use crate::ledger::display_key;
@@ -24,8 +26,9 @@ pub struct Pass {
     pub errors: Vec<String>,
 }
 
-/// One pass over the ledger: every attachment whose namespace is gone is restored and removed;
-/// with `startup` (the pass before serving), every PLANNED one too.
+/// One pass over the ledger: every attachment whose namespace is gone, or that is PLANNED by a
+/// CNI that exited, is restored and removed; with `startup` (the pass before serving), also every
+/// PLANNED one that does not name its CNI.
 pub async fn reconcile_once(state: &State, startup: bool) -> Pass {
     let mut pass = Pass::default();
     let list = match state.ledger.list() {
@@ -36,25 +39,36 @@ pub async fn reconcile_once(state: &State, startup: bool) -> Pass {
             return pass;
         }
     };
+    let proc = std::path::Path::new(planner::PROC);
     for a in list {
         let key = display_key(&a.key.clone().unwrap_or_default());
-        let why = match reclaim::liveness(&a) {
-            _ if startup && a.state() == AttState::Planned => {
+        let live = reclaim::liveness(&a);
+        let planned = a.state() == AttState::Planned;
+        let why = match (
+            &live,
+            planned.then(|| planner::liveness(proc, a.planner.as_ref())),
+        ) {
+            (Liveness::Gone(why), _) => why.clone(),
+            (_, Some(PlannerLiveness::Exited(why))) => format!("planned, never committed: {why}"),
+            (_, Some(PlannerLiveness::Unknown)) if startup => {
                 "planned by an earlier agent instance, never committed".to_string()
             }
-            Liveness::Alive(_) => continue,
-            Liveness::Unknown(why) => {
+            (Liveness::Unknown(why), _) => {
                 tracing::debug!(attachment = %key, %why, "reconcile: cannot tell whether the netns is alive; kept");
                 continue;
             }
-            Liveness::Gone(why) => why,
+            (Liveness::Alive(_), _) => continue,
         };
-        match reclaim::release(state, &a, None).await {
+        let pod_ns = match &live {
+            Liveness::Alive(h) => Some(h),
+            Liveness::Gone(_) | Liveness::Unknown(_) => None,
+        };
+        match reclaim::release(state, &a, pod_ns).await {
             Ok(()) => {
                 tracing::info!(
                     attachment = %key, pod = %reclaim::pod_of(&a), vf = %a.vf_pci,
                     ips = ?a.reserved_ips, state = ?a.state(), %why,
-                    "reconcile: freed an attachment whose netns is gone"
+                    "reconcile: freed an attachment"
                 );
                 pass.freed.push(key);
             }

@@ -8,11 +8,12 @@ use sriov_proto::node::{
     Attachment, AttachmentKey, CommitRequest, Empty, FetchResponse, GcRequest, GcResponse,
     OutOfService, PlanRequest, PoolStatus, StatusRequest, StatusResponse,
 };
+use tonic::transport::server::UdsConnectInfo;
 use tonic::{Request, Response, Status};
 
 use super::errors::AgentError;
 use super::state::State;
-use super::{gc, plan};
+use super::{gc, plan, planner};
 use crate::ledger::display_key;
 
 /// The `Node` service over the agent's state.
@@ -99,8 +100,15 @@ pub fn status(state: &State) -> Result<StatusResponse, AgentError> {
 #[tonic::async_trait]
 impl Node for NodeService {
     async fn plan(&self, req: Request<PlanRequest>) -> Result<Response<Attachment>, Status> {
+        let planner = req
+            .extensions()
+            .get::<UdsConnectInfo>()
+            .and_then(|i| i.peer_cred)
+            .and_then(|c| c.pid())
+            .and_then(|pid| u32::try_from(pid).ok())
+            .and_then(|pid| planner::identify(std::path::Path::new(planner::PROC), pid));
         let req = req.into_inner();
-        match plan::plan(&self.state, req).await {
+        match plan::plan(&self.state, req, planner).await {
             Ok(a) => Ok(Response::new(a)),
             Err(e) => {
                 tracing::info!(code = ?e.code(), error = %e, "plan refused");

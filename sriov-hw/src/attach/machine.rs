@@ -130,7 +130,8 @@ pub trait Machine {
         orig: &Original,
     ) -> impl Future<Output = Result<Option<String>, VfError>>;
     /// Called before each step of ADD. Real nodes do nothing; with the `fault-injection` feature,
-    /// [`NodeMachine`] kills the process at the step named by `SRIOV_FAULT_STEP`.
+    /// [`NodeMachine`] kills the process at the step named by `SRIOV_FAULT_STEP` and stops it
+    /// (SIGSTOP) at the one named by `SRIOV_PAUSE_STEP`.
     fn checkpoint(&self, _step: Step) {}
 }
 
@@ -194,11 +195,15 @@ impl Machine for NodeMachine {
 
     #[cfg(feature = "fault-injection")]
     fn checkpoint(&self, step: Step) {
-        if std::env::var("SRIOV_FAULT_STEP").is_ok_and(|s| s == step.to_string()) {
-            // SAFETY: raising SIGKILL on ourselves has no preconditions; it does not return.
-            unsafe {
-                libc::kill(libc::getpid(), libc::SIGKILL);
-            }
+        use nix::sys::signal::{Signal, raise};
+        let at = |var: &str| std::env::var(var).is_ok_and(|s| s == step.to_string());
+        // SIGKILL: a CNI killed mid-ADD (a runtime's timeout). SIGSTOP: one paused there, so a
+        // test can act while it is between Plan and Commit, then let it go on (SIGCONT).
+        if at("SRIOV_FAULT_STEP") {
+            let _ = raise(Signal::SIGKILL);
+        }
+        if at("SRIOV_PAUSE_STEP") {
+            let _ = raise(Signal::SIGSTOP);
         }
     }
 
