@@ -1,7 +1,8 @@
 //! The node's ledger: which attachment (container ID + ifname) holds which VF and which IPs, the
 //! VF's original configuration, and the CNI result. Stored in sled; the agent is the only process
-//! that opens it. Every change is one transaction across the three trees and is flushed to disk
-//! before the caller acknowledges it, so a crash at any point leaves a consistent ledger.
+//! that opens it. Every change is atomic (one transaction across the three trees, or a single-key
+//! compare-and-swap where only the attachment record changes) and is flushed to disk before the
+//! caller acknowledges it, so a crash at any point leaves a consistent ledger.
 //!
 //! A write that cannot reach the disk (full, read-only, I/O error) fails the operation with
 //! [`LedgerError::Unwritable`], naming the directory and the cause. sled applies a transaction in
@@ -103,7 +104,6 @@ enum Abort {
     Exists(String, String),
     VfBusy(String, String),
     IpBusy(String, String),
-    NotFound(String),
     Corrupt(String, prost::DecodeError),
 }
 
@@ -337,6 +337,12 @@ impl Ledger {
     }
 
     /// Marks an attachment COMMITTED with its result; returns the stored record.
+    ///
+    /// One key of one tree changes, so this is a compare-and-swap rather than a transaction: a
+    /// sled transaction writes a batch manifest ahead of its entries, and the flush then waits for
+    /// two log writes (each `sync_file_range`d) instead of one. The swap is as atomic and, being
+    /// flushed before returning, as durable; it only fails if the record changed in between (a
+    /// concurrent Abort or reclaim), and is then re-read and retried.
     pub fn commit(
         &self,
         key: &AttachmentKey,
@@ -345,20 +351,19 @@ impl Ledger {
         let k = att_key(key);
         let shown = display_key(key);
         self.with(|t| {
-            let res = t.att.transaction(|att| {
-                let Some(old) = att.get(&k)? else {
-                    return abort(Abort::NotFound(shown.clone()));
+            loop {
+                let Some(old) = t.att.get(&k)? else {
+                    return Err(LedgerError::NotFound(shown.clone()));
                 };
-                let mut rec = match Attachment::decode(&old[..]) {
-                    Ok(r) => r,
-                    Err(e) => return abort(Abort::Corrupt(shown.clone(), e)),
-                };
+                let mut rec = decode(&shown, &old)?;
                 rec.set_state(State::Committed);
                 rec.result_json = result_json.to_string();
-                att.insert(&k[..], rec.encode_to_vec())?;
-                Ok(rec)
-            });
-            finish(t, res, "")
+                let new = rec.encode_to_vec();
+                if t.att.compare_and_swap(&k, Some(old), Some(new))?.is_ok() {
+                    t.db.flush()?;
+                    return Ok(rec);
+                }
+            }
         })
     }
 
@@ -493,7 +498,6 @@ fn finish<T>(
                 ip,
                 holder: keys::show_raw(&holder),
             },
-            Abort::NotFound(k) => LedgerError::NotFound(k),
             Abort::Corrupt(k, e) => LedgerError::Corrupt(k, e),
         }),
     }

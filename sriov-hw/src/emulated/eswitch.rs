@@ -103,7 +103,11 @@ pub(crate) async fn apply_port(
         nl.fdb_add_static(rep.index, mac).await?;
     }
     let locked = mac.is_some() && new.spoofchk.unwrap_or(true);
-    nl.set_bridge_port_locked(rep.index, locked).await?;
+    // A port that just joined a bridge starts unlocked (the kernel gives it fresh flags), so
+    // unlocking it again would be one more RTNL round trip for nothing on every VLAN change.
+    if locked || !moved {
+        nl.set_bridge_port_locked(rep.index, locked).await?;
+    }
     Ok(())
 }
 
