@@ -46,6 +46,15 @@ fn churn(bed: &Bed, vf: &str, stop: &AtomicBool, done: &AtomicUsize) {
     }
 }
 
+/// Sets the flag when dropped, panics included.
+struct StopOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubelet_restarts_under_load_lose_nothing() {
     if !require_root("kubelet_restarts_under_load_lose_nothing") {
@@ -69,6 +78,8 @@ async fn kubelet_restarts_under_load_lose_nothing() {
     let (stop, churned) = (AtomicBool::new(false), AtomicUsize::new(0));
     tokio::task::block_in_place(|| {
         std::thread::scope(|s| {
+            // A failed assertion below must stop the churn, or the scope waits for it forever.
+            let _stop = StopOnDrop(&stop);
             let churner = s.spawn(|| churn(&bed, &vf0, &stop, &churned));
             let rt = tokio::runtime::Handle::current();
             for round in 0..4 {
