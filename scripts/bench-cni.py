@@ -6,10 +6,10 @@ sriov: VLAN + rate + MAC + fixed IP from the pod table (VF config through the PF
 address, up). Peer: host-device moves a veth of the same NIC into the netns, static sets the IP.
 Floor: `ip link set … netns … name net1` and back, whole process: the exec plus the one netlink
 move every CNI that hands a device to a pod must pay (the kernel waits for RCU grace periods).
-Prints medians, p90 and the ratios. SWEEP="VFS:ENTRIES,…" runs several shapes of the NIC and the
+Prints medians, p90, the ratios and the overheads above the floor (paired per cycle). SWEEP="VFS:ENTRIES,…" runs several shapes of the NIC and the
 pod table in one go and prints how flat sriov stays. Run as root; see scripts/bench-cni.sh.
 """
-import json, os, statistics, subprocess, sys, time
+import json, os, random, statistics, subprocess, sys, time
 
 BIN = os.environ.get("BIN", "target/release")
 N = int(os.environ.get("N", "50"))
@@ -40,6 +40,32 @@ def cni(plugin, cmd, cid, netns, pod, conf):
 def stats(xs):
     xs = sorted(xs)
     return statistics.median(xs), xs[int(len(xs) * 0.9) - 1]
+
+
+def overheads(res):
+    """Overhead above the floor, paired per cycle (each cycle runs the three back to back, so the
+    machine's drift cancels): median of (ADD+DEL) - floor's (ADD+DEL), with a bootstrap 95 %
+    interval, for sriov and the peer, and the ratio of the two medians with its interval."""
+    cyc = {k: [a + d for a, d in zip(*v)] for k, v in res.items()}
+    floor = cyc["floor (ip link netns)"]
+    ours = [x - f for x, f in zip(cyc["sriov"], floor)]
+    peer = [x - f for x, f in zip(cyc["host-device+static"], floor)]
+    rng = random.Random(1)
+    boot = []
+    for _ in range(2000):
+        idx = [rng.randrange(len(ours)) for _ in ours]
+        o = statistics.median(ours[i] for i in idx)
+        p = statistics.median(peer[i] for i in idx)
+        boot.append((o, p, o / p if p > 0 else float("inf")))
+    def ci(j):
+        xs = sorted(b[j] for b in boot)
+        return xs[int(0.025 * len(xs))], xs[int(0.975 * len(xs)) - 1]
+    om, pm = statistics.median(ours), statistics.median(peer)
+    (ol, oh), (pl, ph), (rl, rh) = ci(0), ci(1), ci(2)
+    print(f"  overhead above the floor, paired per cycle (median, 95 % CI): sriov {om:.2f} ms "
+          f"[{ol:.2f}, {oh:.2f}], peer {pm:.2f} ms [{pl:.2f}, {ph:.2f}]")
+    ratio = f"{om / pm:.2f}" if pm > 0 else "inf"
+    print(f"  overhead ratio sriov / peer: {ratio} [{rl:.2f}, {rh:.2f}]")
 
 
 def timed(*a):
@@ -101,6 +127,7 @@ def run(VFS, ENTRIES):
             print(f"  {name:22s} ADD median {am:7.2f} ms (p90 {a90:6.2f})   DEL median {dm:7.2f} ms (p90 {d90:6.2f})   ADD+DEL {am + dm:7.2f} ms")
         print(f"  ratio sriov / peer (ADD+DEL medians): {cyc['sriov'] / cyc['host-device+static']:.2f}")
         print(f"  ratio sriov / floor (ADD+DEL medians): {cyc['sriov'] / cyc['floor (ip link netns)']:.2f}")
+        overheads(res)
         return res
     finally:
         subprocess.run(["ip", "netns", "del", "benchns"], capture_output=True)
