@@ -359,22 +359,9 @@ fn a_planned_record_of_a_killed_agent_does_not_block_the_retry() {
     let bed = Bed::new(1, &hw_tests::cni_fixture::default_pod_table());
     let conf = bed.conf("1.1.0", json!({}));
     let ns = pod_netns();
-    let args = "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=db-0";
-    let env = |fault: &'static str| {
-        vec![
-            ("CNI_COMMAND", "ADD".to_string()),
-            ("CNI_CONTAINERID", "c-planned".to_string()),
-            ("CNI_NETNS", ns.path()),
-            ("CNI_IFNAME", "net1".to_string()),
-            ("CNI_ARGS", args.to_string()),
-            ("CNI_PATH", "/usr/lib/cni".to_string()),
-            ("SRIOV_FAULT_STEP", fault.to_string()),
-        ]
-    };
     let run = |fault: &'static str| {
-        let e = env(fault);
-        let e: Vec<(&str, &str)> = e.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        hw_tests::cni(&e, &conf)
+        let env = add_env(&ns, "c-planned", ("SRIOV_FAULT_STEP", fault));
+        hw_tests::cni(&as_refs(&env), &conf)
     };
     // The CNI is killed after Plan, with the VF half configured; then the agent is killed too.
     let out = run("set VF MAC");
