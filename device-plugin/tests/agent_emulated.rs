@@ -290,6 +290,13 @@ async fn a_restart_keeps_the_ledger_and_frees_what_died_meanwhile() {
     .await
     .unwrap();
     cni_add(&d, &dying).await;
+    c.commit(CommitRequest {
+        key: Some(key("dying")),
+        result_json: "{}".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
     drop(c);
     agent.stop().await;
 

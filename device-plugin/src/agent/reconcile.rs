@@ -48,6 +48,8 @@ pub async fn reconcile_once(state: &State, startup: bool) -> Pass {
             &live,
             planned.then(|| planner::liveness(proc, a.planner.as_ref())),
         ) {
+            // Its CNI is still at work (and rolls back itself if its namespace went away).
+            (_, Some(PlannerLiveness::Running)) => continue,
             (Liveness::Gone(why), _) => why.clone(),
             (_, Some(PlannerLiveness::Exited(why))) => format!("planned, never committed: {why}"),
             (_, Some(PlannerLiveness::Unknown)) if startup => {
