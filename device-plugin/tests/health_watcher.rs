@@ -51,6 +51,13 @@ fn opts(h: &Host, rescan: Duration) -> WatcherOptions {
     }
 }
 
+/// A watcher over `h` with the two-pool config, re-scanning every `rescan`.
+async fn start(h: &Host, rescan: Duration, links: ManualLinks) -> InventoryWatcher {
+    InventoryWatcher::start(opts(h, rescan), cfg(TWO_POOLS), Arc::new(links))
+        .await
+        .unwrap()
+}
+
 fn cfg(json: &str) -> PoolConfig {
     PoolConfig::parse(json.as_bytes()).unwrap()
 }
@@ -110,13 +117,7 @@ fn lower_numvfs(tree: &FixtureTree, pf: PciAddr, vfs: &[PciAddr], from: u32, to:
 async fn serves_512_vfs_in_the_right_pools_with_numa() {
     let h = scale_host();
     let t = Instant::now();
-    let w = InventoryWatcher::start(
-        opts(&h, Duration::from_secs(3600)),
-        cfg(TWO_POOLS),
-        Arc::new(ManualLinks::new()),
-    )
-    .await
-    .unwrap();
+    let w = start(&h, Duration::from_secs(3600), ManualLinks::new()).await;
     eprintln!(
         "4x128 VFs: first snapshot after {:?} (scan {:?})",
         t.elapsed(),
@@ -165,13 +166,7 @@ async fn serves_512_vfs_in_the_right_pools_with_numa() {
 #[tokio::test]
 async fn rescan_withdraws_vanished_vfs_and_adds_new_ones() {
     let mut h = scale_host();
-    let w = InventoryWatcher::start(
-        opts(&h, Duration::from_secs(3600)),
-        cfg(TWO_POOLS),
-        Arc::new(ManualLinks::new()),
-    )
-    .await
-    .unwrap();
+    let w = start(&h, Duration::from_secs(3600), ManualLinks::new()).await;
     let mut rx = w.subscribe();
     rx.borrow_and_update();
 
@@ -214,13 +209,7 @@ async fn rescan_withdraws_vanished_vfs_and_adds_new_ones() {
 #[tokio::test]
 async fn periodic_rescan_notices_changes_without_being_asked() {
     let h = scale_host();
-    let w = InventoryWatcher::start(
-        opts(&h, Duration::from_millis(100)),
-        cfg(TWO_POOLS),
-        Arc::new(ManualLinks::new()),
-    )
-    .await
-    .unwrap();
+    let w = start(&h, Duration::from_millis(100), ManualLinks::new()).await;
     let mut rx = w.subscribe();
     let pf1 = pci("0000:10:00.0");
     let vfs: Vec<PciAddr> = (0..128).map(|i| scale_vf(0, i)).collect();
@@ -243,13 +232,7 @@ async fn periodic_rescan_notices_changes_without_being_asked() {
 async fn pf_link_events_flip_health_of_its_vfs_only() {
     let h = scale_host();
     let links = ManualLinks::new();
-    let w = InventoryWatcher::start(
-        opts(&h, Duration::from_secs(3600)),
-        cfg(TWO_POOLS),
-        Arc::new(links.clone()),
-    )
-    .await
-    .unwrap();
+    let w = start(&h, Duration::from_secs(3600), links.clone()).await;
     let mut rx = w.subscribe();
     let health = |s: &Snapshot, pf_name: &str| -> (usize, usize) {
         let devs = s
@@ -311,13 +294,7 @@ async fn pf_link_events_flip_health_of_its_vfs_only() {
 async fn a_rescan_rereads_links_so_a_missed_event_heals() {
     let h = scale_host();
     let links = ManualLinks::new();
-    let w = InventoryWatcher::start(
-        opts(&h, Duration::from_secs(3600)),
-        cfg(TWO_POOLS),
-        Arc::new(links.clone()),
-    )
-    .await
-    .unwrap();
+    let w = start(&h, Duration::from_secs(3600), links.clone()).await;
     let mut rx = w.subscribe();
     rx.borrow_and_update();
     // ens1f0 goes down but the event is lost (as in an overrun): nothing is published...
@@ -339,13 +316,7 @@ async fn set_config_reassigns_and_default_route_pfs_are_skipped() {
     let h = scale_host();
     // ens2f0 carries the node's IPv4 default route: never pooled.
     write_proc_routes(&h.proc_root, &["ens2f0"], &[], &[]).unwrap();
-    let w = InventoryWatcher::start(
-        opts(&h, Duration::from_secs(3600)),
-        cfg(TWO_POOLS),
-        Arc::new(ManualLinks::new()),
-    )
-    .await
-    .unwrap();
+    let w = start(&h, Duration::from_secs(3600), ManualLinks::new()).await;
     let s = w.snapshot().pools;
     let a = pool(&s, "pool_a");
     assert_eq!(a.devices.len(), 128);
@@ -397,13 +368,7 @@ async fn a_zero_rescan_interval_is_refused() {
 #[tokio::test]
 async fn a_quarantined_vf_is_unhealthy_in_the_one_view_until_lifted() {
     let h = scale_host();
-    let w = InventoryWatcher::start(
-        opts(&h, Duration::from_secs(3600)),
-        cfg(TWO_POOLS),
-        Arc::new(ManualLinks::new()),
-    )
-    .await
-    .unwrap();
+    let w = start(&h, Duration::from_secs(3600), ManualLinks::new()).await;
     let mut rx = w.subscribe();
     rx.borrow_and_update();
     let vf = scale_vf(0, 5);

@@ -195,20 +195,37 @@ impl Bed {
         pod: &str,
         conf: &Value,
     ) -> CniOutcome {
-        let args = format!(
-            "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME={pod};K8S_POD_UID=uid-{pod}"
-        );
-        cni(
-            &[
-                ("CNI_COMMAND", cmd),
-                ("CNI_CONTAINERID", cid),
-                ("CNI_NETNS", netns),
-                ("CNI_IFNAME", ifname),
-                ("CNI_ARGS", &args),
-                ("CNI_PATH", "/usr/lib/cni"),
-            ],
-            conf,
-        )
+        let args = pod_args(pod);
+        cni(&cni_env(cmd, cid, netns, ifname, &args, &[]), conf)
+    }
+
+    /// As [`Bed::call`], with `extra` in the environment (e.g. a fault-injection step).
+    pub fn call_with(
+        &self,
+        cmd: &str,
+        cid: &str,
+        netns: &str,
+        pod: &str,
+        conf: &Value,
+        extra: &[(&str, &str)],
+    ) -> CniOutcome {
+        let args = pod_args(pod);
+        cni(&cni_env(cmd, cid, netns, "net1", &args, extra), conf)
+    }
+
+    /// As [`Bed::call_with`], but returns the running plugin at once (for a test that acts on
+    /// it while it runs); [`crate::cni_collect`] waits for its outcome.
+    pub fn spawn_with(
+        &self,
+        cmd: &str,
+        cid: &str,
+        netns: &str,
+        pod: &str,
+        conf: &Value,
+        extra: &[(&str, &str)],
+    ) -> std::process::Child {
+        let args = pod_args(pod);
+        crate::cni_spawn(&cni_env(cmd, cid, netns, "net1", &args, extra), conf)
     }
 
     /// The agent's attachments (from `status --json`).
@@ -381,4 +398,30 @@ pub struct EswitchPort {
     pub locked: bool,
     /// Static FDB entries on the port (the admin MAC).
     pub static_macs: Vec<String>,
+}
+
+/// `CNI_ARGS` for pod `default/<pod>` (with a UID derived from the name).
+fn pod_args(pod: &str) -> String {
+    format!("IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME={pod};K8S_POD_UID=uid-{pod}")
+}
+
+/// The environment a runtime gives the plugin, plus `extra`.
+fn cni_env<'a>(
+    cmd: &'a str,
+    cid: &'a str,
+    netns: &'a str,
+    ifname: &'a str,
+    args: &'a str,
+    extra: &[(&'a str, &'a str)],
+) -> Vec<(&'a str, &'a str)> {
+    let mut env = vec![
+        ("CNI_COMMAND", cmd),
+        ("CNI_CONTAINERID", cid),
+        ("CNI_NETNS", netns),
+        ("CNI_IFNAME", ifname),
+        ("CNI_ARGS", args),
+        ("CNI_PATH", "/usr/lib/cni"),
+    ];
+    env.extend_from_slice(extra);
+    env
 }

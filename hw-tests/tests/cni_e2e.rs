@@ -253,19 +253,8 @@ fn kill_9_at_any_step_of_add_then_del_or_gc_restores() {
     for (i, step) in steps.iter().enumerate() {
         let ns = pod_netns();
         let cid = format!("c-crash{i}");
-        let args = "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=db-1";
-        let out = hw_tests::cni(
-            &[
-                ("CNI_COMMAND", "ADD"),
-                ("CNI_CONTAINERID", &cid),
-                ("CNI_NETNS", &ns.path()),
-                ("CNI_IFNAME", "net1"),
-                ("CNI_ARGS", args),
-                ("CNI_PATH", "/usr/lib/cni"),
-                ("SRIOV_FAULT_STEP", step),
-            ],
-            &conf,
-        );
+        let fault = [("SRIOV_FAULT_STEP", *step)];
+        let out = bed.call_with("ADD", &cid, &ns.path(), "db-1", &conf, &fault);
         assert!(
             !out.ok && out.json.is_null(),
             "{step}: the plugin was not killed: {:?}",

@@ -360,8 +360,14 @@ fn a_planned_record_of_a_killed_agent_does_not_block_the_retry() {
     let conf = bed.conf("1.1.0", json!({}));
     let ns = pod_netns();
     let run = |fault: &'static str| {
-        let env = add_env(&ns, "c-planned", ("SRIOV_FAULT_STEP", fault));
-        hw_tests::cni(&as_refs(&env), &conf)
+        bed.call_with(
+            "ADD",
+            "c-planned",
+            &ns.path(),
+            "db-0",
+            &conf,
+            &[("SRIOV_FAULT_STEP", fault)],
+        )
     };
     // The CNI is killed after Plan, with the VF half configured; then the agent is killed too.
     let out = run("set VF MAC");
@@ -439,28 +445,6 @@ impl Drop for Paused {
     }
 }
 
-fn add_env(ns: &Netns, cid: &str, extra: (&'static str, &'static str)) -> Vec<(String, String)> {
-    [
-        ("CNI_COMMAND", "ADD"),
-        ("CNI_CONTAINERID", cid),
-        ("CNI_NETNS", ns.path().as_str()),
-        ("CNI_IFNAME", "net1"),
-        (
-            "CNI_ARGS",
-            "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=db-0",
-        ),
-        ("CNI_PATH", "/usr/lib/cni"),
-        extra,
-    ]
-    .iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect()
-}
-
-fn as_refs(env: &[(String, String)]) -> Vec<(&str, &str)> {
-    env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
-}
-
 /// The agent killed and restarted while a CNI is between Plan and Commit (its VF half
 /// configured: PF-side settings only, or already moved into the pod): the restarted agent must
 /// not undo that VF under the running CNI (two writers of one VF leave settings behind). The CNI
@@ -475,8 +459,9 @@ fn an_agent_restart_leaves_a_running_cnis_planned_vf_alone() {
         let bed = Bed::new(1, &hw_tests::cni_fixture::default_pod_table());
         let conf = bed.conf("1.1.0", json!({"mac": "02:00:00:69:00:01", "trust": "on"}));
         let ns = pod_netns();
-        let env = add_env(&ns, "c-inflight", ("SRIOV_PAUSE_STEP", step));
-        let paused = Paused::wait_stopped(hw_tests::cni_spawn(&as_refs(&env), &conf));
+        let pause = [("SRIOV_PAUSE_STEP", step)];
+        let cni = bed.spawn_with("ADD", "c-inflight", &ns.path(), "db-0", &conf, &pause);
+        let paused = Paused::wait_stopped(cni);
         assert_eq!(bed.attachments()[0]["state"], "planned", "{step}");
         let in_pod = ns.has_link("net1");
         bed.agent.crash_and_restart();
@@ -522,12 +507,11 @@ fn the_retry_of_an_add_whose_cni_was_killed_succeeds() {
     let bed = Bed::new(1, &hw_tests::cni_fixture::default_pod_table());
     let conf = bed.conf("1.1.0", json!({"mac": "02:00:00:69:00:02"}));
     let ns = pod_netns();
-    let killed = add_env(&ns, "c-killed", ("SRIOV_FAULT_STEP", "configure addresses"));
-    let out = hw_tests::cni(&as_refs(&killed), &conf);
+    let kill = [("SRIOV_FAULT_STEP", "configure addresses")];
+    let out = bed.call_with("ADD", "c-killed", &ns.path(), "db-0", &conf, &kill);
     assert!(!out.ok && out.json.is_null(), "not killed: {:?}", out.json);
     assert_eq!(bed.attachments()[0]["state"], "planned");
-    let retry = add_env(&ns, "c-killed", ("SRIOV_FAULT_STEP", "none"));
-    let out = hw_tests::cni(&as_refs(&retry), &conf);
+    let out = bed.call("ADD", "c-killed", &ns.path(), "db-0", &conf);
     assert!(out.ok, "retried ADD: {:?} {}", out.json, out.stderr);
     let link = ns.ip_json(&["link", "show", "net1"]);
     assert_eq!(link[0]["address"], "02:00:00:69:00:02", "{link}");

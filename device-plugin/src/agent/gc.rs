@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use sriov_proto::node::{GcRequest, GcResponse};
 
 use super::errors::AgentError;
-use super::reclaim::{self, Liveness};
+use super::reclaim;
 use super::state::State;
 use crate::ledger::{att_key, display_key};
 
@@ -23,11 +23,8 @@ pub async fn gc(state: &State, req: GcRequest) -> Result<GcResponse, AgentError>
         if a.network != req.network || valid.contains(&att_key(&key)) {
             continue;
         }
-        let pod_ns = match reclaim::liveness(&a) {
-            Liveness::Alive(h) => Some(h),
-            Liveness::Gone(_) | Liveness::Unknown(_) => None,
-        };
-        match reclaim::release(state, &a, pod_ns.as_ref()).await {
+        let live = reclaim::liveness(&a);
+        match reclaim::release(state, &a, live.handle()).await {
             Ok(()) => {
                 tracing::info!(attachment = %display_key(&key), pod = %reclaim::pod_of(&a), vf = %a.vf_pci, "released by GC");
                 resp.released.push(a);

@@ -119,25 +119,21 @@ pub async fn plan(
 /// record nobody will commit; it is undone and released so the retry starts clean. Anything else
 /// is refused as "already exists".
 async fn refuse_or_release_abandoned(state: &State, old: &Attachment) -> Result<(), AgentError> {
-    let exists = || LedgerError::Exists {
-        key: display_key(&old.key.clone().unwrap_or_default()),
-        state: format!("{:?}", old.state()),
+    let shown = display_key(&old.key.clone().unwrap_or_default());
+    let abandoned = match old.state() {
+        AttState::Planned => planner::liveness(Path::new(planner::PROC), old.planner.as_ref()),
+        _ => PlannerLiveness::Unknown,
     };
-    if old.state() != AttState::Planned {
-        return Err(exists().into());
-    }
-    let PlannerLiveness::Exited(why) =
-        planner::liveness(Path::new(planner::PROC), old.planner.as_ref())
-    else {
-        return Err(exists().into());
+    let PlannerLiveness::Exited(why) = abandoned else {
+        return Err(LedgerError::Exists {
+            key: shown,
+            state: format!("{:?}", old.state()),
+        }
+        .into());
     };
-    tracing::info!(attachment = %display_key(&old.key.clone().unwrap_or_default()), vf = %old.vf_pci, %why, "releasing an abandoned PLANNED record before the retry");
+    tracing::info!(attachment = %shown, vf = %old.vf_pci, %why, "releasing an abandoned PLANNED record before the retry");
     let live = reclaim::liveness(old);
-    let pod_ns = match &live {
-        Liveness::Alive(h) => Some(h),
-        Liveness::Gone(_) | Liveness::Unknown(_) => None,
-    };
-    reclaim::release(state, old, pod_ns)
+    reclaim::release(state, old, live.handle())
         .await
         .map_err(|cause| AgentError::Reclaim {
             what: format!("the abandoned PLANNED record's VF {}", old.vf_pci),

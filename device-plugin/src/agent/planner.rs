@@ -37,12 +37,10 @@ pub fn liveness(proc_root: &Path, planner: Option<&Planner>) -> PlannerLiveness 
     };
     match start_ticks(proc_root, p.pid) {
         Some(t) if t == p.start_ticks => PlannerLiveness::Running,
-        Some(_) => PlannerLiveness::Exited(format!("its CNI (pid {}) exited", p.pid)),
-        None if proc_root.join("self").exists() => {
-            PlannerLiveness::Exited(format!("its CNI (pid {}) exited", p.pid))
-        }
         // No procfs to ask: cannot tell.
-        None => PlannerLiveness::Unknown,
+        None if !proc_root.join("self").exists() => PlannerLiveness::Unknown,
+        // Gone, or the pid now names a process started later.
+        Some(_) | None => PlannerLiveness::Exited(format!("its CNI (pid {}) exited", p.pid)),
     }
 }
 

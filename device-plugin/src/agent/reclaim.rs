@@ -24,6 +24,16 @@ pub enum Liveness {
     Unknown(String),
 }
 
+impl Liveness {
+    /// The pod's namespace if it is still the recorded one: what a release restores the VF from.
+    pub fn handle(&self) -> Option<&NetnsHandle> {
+        match self {
+            Liveness::Alive(h) => Some(h),
+            Liveness::Gone(_) | Liveness::Unknown(_) => None,
+        }
+    }
+}
+
 /// Checks the recorded namespace of `a`.
 pub fn liveness(a: &Attachment) -> Liveness {
     if a.netns_path.is_empty() {

@@ -61,11 +61,7 @@ pub async fn reconcile_once(state: &State, startup: bool) -> Pass {
             }
             (Liveness::Alive(_), _) => continue,
         };
-        let pod_ns = match &live {
-            Liveness::Alive(h) => Some(h),
-            Liveness::Gone(_) | Liveness::Unknown(_) => None,
-        };
-        match reclaim::release(state, &a, pod_ns).await {
+        match reclaim::release(state, &a, live.handle()).await {
             Ok(()) => {
                 tracing::info!(
                     attachment = %key, pod = %reclaim::pod_of(&a), vf = %a.vf_pci,
