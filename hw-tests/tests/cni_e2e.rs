@@ -240,11 +240,9 @@ fn kill_9_at_any_step_of_add_then_del_or_gc_restores() {
     let bed = Bed::new(1, &default_pod_table());
     let conf = bed.conf("1.1.0", json!({}));
     let steps = [
-        "set VF VLAN",
-        "set VF rate",
-        "set VF spoofchk",
-        "set VF MAC",
         "set VF netdev down",
+        "set VF netdev MAC",
+        "configure the VF on the PF",
         "move VF into the pod namespace",
         "configure addresses",
         "add route",

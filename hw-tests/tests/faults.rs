@@ -370,7 +370,7 @@ fn a_planned_record_of_a_killed_agent_does_not_block_the_retry() {
         )
     };
     // The CNI is killed after Plan, with the VF half configured; then the agent is killed too.
-    let out = run("set VF MAC");
+    let out = run("configure the VF on the PF");
     assert!(
         !out.ok && out.json.is_null(),
         "the plugin was not killed: {:?}",
@@ -455,7 +455,7 @@ fn an_agent_restart_leaves_a_running_cnis_planned_vf_alone() {
     if !require_root("an_agent_restart_leaves_a_running_cnis_planned_vf_alone") {
         return;
     }
-    for step in ["set VF MAC", "configure addresses"] {
+    for step in ["configure the VF on the PF", "configure addresses"] {
         let bed = Bed::new(1, &hw_tests::cni_fixture::default_pod_table());
         let conf = bed.conf("1.1.0", json!({"mac": "02:00:00:69:00:01", "trust": "on"}));
         let ns = pod_netns();

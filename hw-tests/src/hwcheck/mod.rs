@@ -5,6 +5,7 @@
 //! (what Multus injects). Every outcome is a `CHECK` line; the run ends with `SUMMARY {json}`.
 
 mod agent;
+mod batch;
 mod cni_flow;
 mod inventory;
 mod kubelet_side;
@@ -307,6 +308,9 @@ fn flow(opts: &Options, report: &mut Report) -> Result<(), String> {
         netdev_macs,
     };
     cni_flow::run(&mut ctx, &pool_vfs);
+    if let Some(vf) = pool_vfs.first() {
+        batch::run(&mut ctx, vf);
+    }
     if let Some(vf) = &vfio_vf {
         vfio::run(&mut ctx, vf);
     }

@@ -77,52 +77,19 @@ async fn apply_steps<M: Machine>(
         }
         Some(inside)
     };
-    // 1. The VF's configuration on the PF (what the pod cannot change from inside).
-    m.checkpoint(Step::VfVlan);
-    if let Some(vlan) = s.vlan {
-        vfs.set_vlan(pf, vf, vlan)
+    // 1. Everything set through the PF, in one request where the device takes one.
+    let configure_pf = || async move {
+        m.checkpoint(Step::VfConfig);
+        vfs.configure(pf, vf, &s.change())
             .await
-            .map_err(|e| AttachError::vf(Step::VfVlan, e))?;
-    }
-    m.checkpoint(Step::VfRate);
-    if s.min_tx_rate.is_some() || s.max_tx_rate.is_some() {
-        let min = s.min_tx_rate.unwrap_or(0);
-        let max = s.max_tx_rate.unwrap_or(0);
-        vfs.set_rate(pf, vf, min, max)
-            .await
-            .map_err(|e| AttachError::vf(Step::VfRate, e))?;
-    }
-    m.checkpoint(Step::VfSpoofchk);
-    if let Some(on) = s.spoofchk {
-        vfs.set_spoofchk(pf, vf, on)
-            .await
-            .map_err(|e| AttachError::vf(Step::VfSpoofchk, e))?;
-    }
-    if let Some(on) = s.trust {
-        vfs.set_trust(pf, vf, on)
-            .await
-            .map_err(|e| AttachError::vf(Step::VfTrust, e))?;
-    }
-    if let Some(state) = s.link_state {
-        vfs.set_link_state(pf, vf, state)
-            .await
-            .map_err(|e| AttachError::vf(Step::VfLinkState, e))?;
-    }
-    let set_pf_mac = || async move {
-        m.checkpoint(Step::VfMac);
-        if let Some(mac) = s.mac {
-            vfs.set_mac(pf, vf, mac)
-                .await
-                .map_err(|e| AttachError::vf(Step::VfMac, e))?;
-        }
-        Ok::<(), AttachError>(())
+            .map_err(AttachError::vf_attr)
     };
     let Some(inside) = inside else {
         // A VF bound to vfio-pci has no netdev: the pod's userspace driver owns it.
-        set_pf_mac().await?;
+        configure_pf().await?;
         return Ok(Applied::default());
     };
-    // 2. The VF netdev, still in the host namespace.
+    // 2. The VF netdev, still in the host namespace, then the PF.
     let host = m.host();
     let dev = orig.netdev.as_str();
     m.checkpoint(Step::HostDown);
@@ -131,9 +98,10 @@ async fn apply_steps<M: Machine>(
         // Most VF drivers only take the PF-assigned MAC after a reset: set it on the netdev too,
         // and before the PF's: once the PF has set an admin MAC, igb refuses an untrusted VF's own
         // MAC change (igbvf then answers EADDRNOTAVAIL) as soon as the VF has been up once.
+        m.checkpoint(Step::NetdevMac);
         host.set_mac(dev, mac).await.map_err(nl(Step::NetdevMac))?;
     }
-    set_pf_mac().await?;
+    configure_pf().await?;
     if let Some(mtu) = pod.mtu {
         host.set_mtu(dev, mtu).await.map_err(nl(Step::NetdevMtu))?;
     }
@@ -198,14 +166,19 @@ pub async fn restore<M: Machine>(
     // untrusted VF's own MAC change, so the netdev could not get its original MAC back. Clearing
     // it (all-zero) is also how "no admin MAC" is put back.
     let admin_mac = o.mac.filter(|m| !m.is_zero());
-    if touched.mac.is_some() {
-        let r = vfs.set_mac(pf, vf, crate::mac::MacAddr::default()).await;
-        // Some drivers (older igb) refuse the all-zero MAC: then there is nothing to clear.
-        if r.as_ref().err().and_then(|e| e.errno()) != Some(libc::EINVAL) {
-            note(&mut errs, Step::VfMac, r);
+    let undo = touched.undo(o);
+    if !undo.is_empty() && vfs.configure(pf, vf, &undo).await.is_err() {
+        // Refused as a whole: attempt each attribute alone, so one refusal does not keep the
+        // others from being put back, and every error is reported.
+        if touched.mac.is_some() {
+            let r = vfs.set_mac(pf, vf, crate::mac::MacAddr::default()).await;
+            // Some drivers (older igb) refuse the all-zero MAC: then there is nothing to clear.
+            if r.as_ref().err().and_then(|e| e.errno()) != Some(libc::EINVAL) {
+                note(&mut errs, Step::VfMac, r);
+            }
         }
+        errs.extend(restore_vf_attributes(vfs, pf, vf, o, touched).await);
     }
-    errs.extend(restore_vf_attributes(vfs, pf, vf, o, touched).await);
     if !t.vfio
         && let Err(e) = restore_netdev(m, t, orig, pod_ns, ifname).await
     {
@@ -287,10 +260,14 @@ async fn restore_netdev<M: Machine>(
     let nl = |step| move |e| AttachError::netlink(step, e);
     let host = m.host();
     let mut name = m.find_in_host(t, orig).await;
+    // A VF moved out of the pod just now is down and has no addresses (a namespace move drops
+    // them), so it skips those two requests.
+    let mut fresh = false;
     if name.is_none()
         && let Some(ns) = pod_ns
     {
         name = bring_back(m, ns, t, orig, ifname).await?;
+        fresh = name.is_some();
     }
     if name.is_none() {
         // The namespace is gone: real VFs come back to the host by themselves (maybe a moment
@@ -309,14 +286,18 @@ async fn restore_netdev<M: Machine>(
             ),
         ));
     };
-    host.set_down(&name).await.map_err(nl(Step::HostDown))?;
+    if !fresh {
+        host.set_down(&name).await.map_err(nl(Step::HostDown))?;
+    }
     if name != orig.netdev {
         host.set_name(&name, &orig.netdev)
             .await
             .map_err(nl(Step::Rename))?;
     }
     let dev = orig.netdev.as_str();
-    host.flush_addresses(dev).await.map_err(nl(Step::Address))?;
+    if !fresh {
+        host.flush_addresses(dev).await.map_err(nl(Step::Address))?;
+    }
     if let Some(mac) = orig.mac {
         host.set_mac(dev, mac).await.map_err(nl(Step::NetdevMac))?;
     }

@@ -9,7 +9,7 @@ use crate::cidr::IpCidr;
 use crate::mac::MacAddr;
 use crate::netlink::NetlinkError;
 use crate::pci::PciAddr;
-use crate::vf::{VfError, VfLinkState, VfState, VfVlan};
+use crate::vf::{VfAttr, VfChange, VfError, VfLinkState, VfState, VfVlan};
 
 /// The VF being attached: found by PCI address, configured through its PF.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,6 +58,41 @@ pub struct VfSettings {
     pub link_state: Option<VfLinkState>,
 }
 
+impl VfSettings {
+    /// The rate ADD sets, if it sets one: an unset bound beside a set one counts as 0.
+    fn rate(&self) -> Option<(u32, u32)> {
+        (self.min_tx_rate.is_some() || self.max_tx_rate.is_some())
+            .then(|| (self.min_tx_rate.unwrap_or(0), self.max_tx_rate.unwrap_or(0)))
+    }
+
+    /// What ADD sets on the PF, as one change.
+    pub fn change(&self) -> VfChange {
+        VfChange {
+            mac: self.mac,
+            vlan: self.vlan,
+            rate: self.rate(),
+            spoofchk: self.spoofchk,
+            trust: self.trust,
+            link_state: self.link_state,
+        }
+    }
+
+    /// What puts back, for the attributes these settings touch (only those), the values `orig`
+    /// reported before ADD; the admin MAC is cleared (all-zero), since an admin MAC to put back
+    /// goes on only after the netdev has its own (see [`super::restore`]). Spoof check, trust
+    /// and link state the driver never reported stay as they are.
+    pub fn undo(&self, orig: &VfState) -> VfChange {
+        VfChange {
+            mac: self.mac.map(|_| MacAddr::default()),
+            vlan: self.vlan.map(|_| orig.vlan),
+            rate: self.rate().map(|_| (orig.min_tx_rate, orig.max_tx_rate)),
+            spoofchk: self.spoofchk.and(orig.spoofchk),
+            trust: self.trust.and(orig.trust),
+            link_state: self.link_state.and(orig.link_state),
+        }
+    }
+}
+
 /// A route to add in the pod (`gw: None` = on-link).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Route {
@@ -97,6 +132,9 @@ pub enum Step {
     /// The pod-side name (`CNI_IFNAME`) is already taken in the pod namespace: nothing is moved,
     /// since the kernel would move the VF in under its host name and then fail the rename.
     IfnameFree,
+    /// Configuring the VF on the PF (every attribute at once; a refusal names the attribute's
+    /// own step).
+    VfConfig,
     /// Setting the port VLAN on the PF.
     VfVlan,
     /// Setting the min/max TX rate on the PF.
@@ -143,6 +181,7 @@ impl fmt::Display for Step {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Step::IfnameFree => "check the pod interface name is free",
+            Step::VfConfig => "configure the VF on the PF",
             Step::VfVlan => "set VF VLAN",
             Step::VfRate => "set VF rate",
             Step::VfSpoofchk => "set VF spoofchk",
@@ -191,6 +230,19 @@ impl fmt::Display for AttachError {
 }
 
 impl AttachError {
+    /// A refusal from [`crate::vf::VfControl::configure`], under the refused attribute's step.
+    pub(crate) fn vf_attr((attr, e): (VfAttr, VfError)) -> Self {
+        let step = match attr {
+            VfAttr::Mac => Step::VfMac,
+            VfAttr::Vlan => Step::VfVlan,
+            VfAttr::Rate => Step::VfRate,
+            VfAttr::Spoofchk => Step::VfSpoofchk,
+            VfAttr::Trust => Step::VfTrust,
+            VfAttr::LinkState => Step::VfLinkState,
+        };
+        AttachError::vf(step, e)
+    }
+
     pub(crate) fn vf(step: Step, e: VfError) -> Self {
         AttachError {
             step,

@@ -16,6 +16,8 @@ use crate::vf::{VfError, VfErrorKind, VfLinkState, VfState, VfVlan};
 struct Rec {
     log: RefCell<Vec<String>>,
     fail: RefCell<Option<String>>,
+    /// The injected failure fires every time, not once (a device that keeps refusing).
+    sticky: bool,
     /// Where the VF netdev is: "host" or "pod", and under which name.
     vf_at: RefCell<(String, String)>,
     recoverable: bool,
@@ -25,13 +27,14 @@ struct Rec {
 
 impl Rec {
     fn op(&self, s: String) -> Result<(), NetlinkError> {
-        // One-shot: the injected failure fires once, so the rollback's own calls succeed.
+        // One-shot unless sticky: the injected failure fires once, so the rollback's own calls
+        // succeed.
         let failing = self
             .fail
             .borrow()
             .as_ref()
             .is_some_and(|f| s.starts_with(f.as_str()));
-        if failing {
+        if failing && !self.sticky {
             self.fail.borrow_mut().take();
         }
         self.log.borrow_mut().push(s.clone());
@@ -300,12 +303,12 @@ fn apply_runs_steps_in_order() {
     assert_eq!(
         m.log(),
         [
-            "vf 3 vlan 100 3",
-            "vf 3 rate 0 100",
-            "vf 3 trust true",
             "host down pf0v3",
             "host mac pf0v3 02:00:00:00:00:10",
             "vf 3 mac 02:00:00:00:00:10",
+            "vf 3 vlan 100 3",
+            "vf 3 rate 0 100",
+            "vf 3 trust true",
             "host mtu pf0v3 1400",
             "host move pf0v3 net1",
             "pod addr net1 10.0.0.5/24",
@@ -400,9 +403,14 @@ fn restore_brings_the_vf_out_of_a_live_pod_namespace() {
     // The PF side comes first (igb: the admin MAC must go before the netdev's MAC can).
     let first_netdev = log.iter().position(|l| !l.starts_with("vf ")).unwrap();
     assert!(log[..first_netdev].contains(&"vf 3 mac 00:00:00:00:00:00".to_string()));
+    // Moved out down, and a move drops its addresses: no second down, no flush.
     assert_eq!(
         &log[first_netdev..first_netdev + 3],
-        ["pod down net1", "pod move net1 pf0v3", "host down pf0v3"]
+        [
+            "pod down net1",
+            "pod move net1 pf0v3",
+            "host mac pf0v3 02:00:00:00:00:03"
+        ]
     );
 }
 
@@ -426,6 +434,7 @@ fn restore_without_namespace_recovers_and_keeps_going_after_errors() {
     let rec = Rec {
         vf_at: RefCell::new(("gone".into(), String::new())),
         recoverable: false,
+        sticky: true,
         ..Default::default()
     };
     *rec.fail.borrow_mut() = Some("vf 3 vlan".into());

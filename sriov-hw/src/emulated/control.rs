@@ -24,7 +24,10 @@ use super::{
 use crate::mac::MacAddr;
 use crate::netlink::{LinkInfo, Netlink, NetlinkError};
 use crate::pci::PciAddr;
-use crate::vf::{VfControl, VfError, VfErrorKind, VfLinkState, VfNetdevs, VfState, VfVlan};
+use crate::vf::{
+    VfAttr, VfChange, VfControl, VfError, VfErrorKind, VfLinkState, VfNetdevs, VfState, VfVlan,
+    configure_each,
+};
 
 /// Drives the emulated NIC's "VFs" with bridge and tc equivalents. Keeps no VF state: every call
 /// reads the registers from the PF's sysfs directory, so any number of processes (one per CNI
@@ -37,19 +40,55 @@ pub struct Emulated {
     nics: Mutex<Vec<Arc<EmulatedNic>>>,
 }
 
-/// Which part of the emulation a register change has to be re-applied to.
-#[derive(Clone, Copy)]
-enum Effect {
+/// Which parts of the emulation a register change has to be re-applied to.
+#[derive(Clone, Copy, Default)]
+struct Effects {
+    /// The host-side VF netdev's MAC (and, through `port`, the port's FDB entry for it).
+    mac: bool,
     /// The representor's bridge port: VLAN group, FDB entry, lock.
-    Port,
+    port: bool,
     /// The ifb + tbf shaping.
-    Rate,
+    rate: bool,
     /// The representor's admin state.
-    LinkState,
-    /// The host-side VF netdev's MAC, and the port's FDB entry for it.
-    Mac,
-    /// Nothing to apply (trust).
-    Record,
+    link_state: bool,
+}
+
+impl Effects {
+    const MAC: Effects = Effects {
+        mac: true,
+        port: true,
+        rate: false,
+        link_state: false,
+    };
+    const PORT: Effects = Effects {
+        port: true,
+        ..Effects::NONE
+    };
+    const RATE: Effects = Effects {
+        rate: true,
+        ..Effects::NONE
+    };
+    const LINK_STATE: Effects = Effects {
+        link_state: true,
+        ..Effects::NONE
+    };
+    /// Nothing to apply (trust is recorded only).
+    const NONE: Effects = Effects {
+        mac: false,
+        port: false,
+        rate: false,
+        link_state: false,
+    };
+
+    /// What setting the attributes of `c` has to re-apply.
+    fn of(c: &VfChange) -> Effects {
+        Effects {
+            mac: c.mac.is_some(),
+            port: c.mac.is_some() || c.vlan.is_some() || c.spoofchk.is_some(),
+            rate: c.rate.is_some(),
+            link_state: c.link_state.is_some(),
+        }
+    }
 }
 
 impl Emulated {
@@ -85,13 +124,14 @@ impl Emulated {
         Ok(n)
     }
 
-    /// Read-modify-apply-record of VF `vf`'s registers under the PF's lock.
+    /// Read-modify-apply-record of VF `vf`'s registers under the PF's lock: one register read
+    /// and write however many attributes `edit` changes, each part of the emulation applied once.
     async fn update(
         &self,
         pf: &str,
         vf: u32,
         op: &'static str,
-        effect: Effect,
+        effects: Effects,
         edit: impl FnOnce(&mut VfState),
     ) -> Result<(), VfError> {
         let err = emulation_error(pf, vf, op);
@@ -102,17 +142,7 @@ impl Emulated {
         let old = registers::read(&pf_dir, vf).map_err(err)?;
         let mut state = old.clone();
         edit(&mut state);
-        let applied = match effect {
-            Effect::Port => eswitch::apply_port(&self.nl, pf, v, &old, &state).await,
-            Effect::Rate => nic::apply_rate(&self.nl, pf, v, &state).await,
-            Effect::LinkState => nic::apply_link_state(&self.nl, v, &state).await,
-            Effect::Mac => match nic::apply_mac(&self.nl, v, &state).await {
-                Ok(()) => eswitch::apply_port(&self.nl, pf, v, &old, &state).await,
-                Err(e) => Err(e),
-            },
-            Effect::Record => Ok(()),
-        };
-        match applied {
+        match self.apply(pf, v, &old, &state, effects).await {
             // The VF's links vanished mid-call (its pod's namespace is being torn down): as when
             // they were gone before the call, the registers are recorded and revive_vf applies
             // them to the re-created VF.
@@ -120,6 +150,31 @@ impl Emulated {
             r => r.map_err(err)?,
         }
         registers::write(&pf_dir, &state).map_err(err)
+    }
+
+    /// Applies the parts of `new` that `effects` names (the MAC before the port, whose FDB entry
+    /// follows it).
+    async fn apply(
+        &self,
+        pf: &str,
+        v: &super::EmulatedVf,
+        old: &VfState,
+        new: &VfState,
+        effects: Effects,
+    ) -> Result<(), EmulateError> {
+        if effects.mac {
+            nic::apply_mac(&self.nl, v, new).await?;
+        }
+        if effects.port {
+            eswitch::apply_port(&self.nl, pf, v, old, new).await?;
+        }
+        if effects.rate {
+            nic::apply_rate(&self.nl, pf, v, new).await?;
+        }
+        if effects.link_state {
+            nic::apply_link_state(&self.nl, v, new).await?;
+        }
+        Ok(())
     }
 }
 
@@ -130,6 +185,42 @@ fn emulation_error<'a>(
     op: &'static str,
 ) -> impl Fn(EmulateError) -> VfError + Copy + 'a {
     move |e| VfError::new(pf, vf, op, VfErrorKind::Emulation(e.to_string()))
+}
+
+/// A multicast MAC is no station's address (the kernel's EINVAL).
+fn check_mac(pf: &str, vf: u32, op: &'static str, mac: MacAddr) -> Result<(), VfError> {
+    if mac.is_multicast() {
+        return Err(invalid(pf, vf, op, format!("{mac} is a multicast address")));
+    }
+    Ok(())
+}
+
+/// VLAN ≤ 4095, QoS ≤ 7, as the kernel checks.
+fn check_vlan(pf: &str, vf: u32, op: &'static str, vlan: VfVlan) -> Result<(), VfError> {
+    if vlan.vlan > 4095 || vlan.qos > 7 {
+        return Err(invalid(
+            pf,
+            vf,
+            op,
+            format!("VLAN {} QoS {} (VLAN ≤ 4095, QoS ≤ 7)", vlan.vlan, vlan.qos),
+        ));
+    }
+    Ok(())
+}
+
+/// The emulation shapes a maximum only: a guaranteed minimum is unsupported (as on igb).
+fn check_rate(pf: &str, vf: u32, op: &'static str, min_mbps: u32) -> Result<(), VfError> {
+    if min_mbps != 0 {
+        return Err(VfError::new(
+            pf,
+            vf,
+            op,
+            VfErrorKind::Unsupported(format!(
+                "min_tx_rate {min_mbps} Mbit/s: the emulated NIC cannot guarantee a minimum rate"
+            )),
+        ));
+    }
+    Ok(())
 }
 
 /// An argument the kernel would refuse with EINVAL.
@@ -163,10 +254,8 @@ impl VfControl for Emulated {
     /// netdev's MAC if it is in the host namespace. Multicast MACs are invalid.
     async fn set_mac(&self, pf: &str, vf: u32, mac: MacAddr) -> Result<(), VfError> {
         const OP: &str = "set VF MAC";
-        if mac.is_multicast() {
-            return Err(invalid(pf, vf, OP, format!("{mac} is a multicast address")));
-        }
-        self.update(pf, vf, OP, Effect::Mac, |s| s.mac = Some(mac))
+        check_mac(pf, vf, OP, mac)?;
+        self.update(pf, vf, OP, Effects::MAC, |s| s.mac = Some(mac))
             .await
     }
 
@@ -174,15 +263,8 @@ impl VfControl for Emulated {
     /// QoS ≤ 7, as the kernel checks.
     async fn set_vlan(&self, pf: &str, vf: u32, vlan: VfVlan) -> Result<(), VfError> {
         const OP: &str = "set VF VLAN";
-        if vlan.vlan > 4095 || vlan.qos > 7 {
-            return Err(invalid(
-                pf,
-                vf,
-                OP,
-                format!("VLAN {} QoS {} (VLAN ≤ 4095, QoS ≤ 7)", vlan.vlan, vlan.qos),
-            ));
-        }
-        self.update(pf, vf, OP, Effect::Port, |s| s.vlan = vlan)
+        check_vlan(pf, vf, OP, vlan)?;
+        self.update(pf, vf, OP, Effects::PORT, |s| s.vlan = vlan)
             .await
     }
 
@@ -195,17 +277,8 @@ impl VfControl for Emulated {
         max_mbps: u32,
     ) -> Result<(), VfError> {
         const OP: &str = "set VF rate";
-        if min_mbps != 0 {
-            return Err(VfError::new(
-                pf,
-                vf,
-                OP,
-                VfErrorKind::Unsupported(format!(
-                    "min_tx_rate {min_mbps} Mbit/s: the emulated NIC cannot guarantee a minimum rate"
-                )),
-            ));
-        }
-        self.update(pf, vf, OP, Effect::Rate, |s| {
+        check_rate(pf, vf, OP, min_mbps)?;
+        self.update(pf, vf, OP, Effects::RATE, |s| {
             s.min_tx_rate = 0;
             s.max_tx_rate = max_mbps;
         })
@@ -214,7 +287,7 @@ impl VfControl for Emulated {
 
     /// Turns the VF's source-MAC check on or off (effective only while an admin MAC is set).
     async fn set_spoofchk(&self, pf: &str, vf: u32, on: bool) -> Result<(), VfError> {
-        self.update(pf, vf, "set VF spoofchk", Effect::Port, |s| {
+        self.update(pf, vf, "set VF spoofchk", Effects::PORT, |s| {
             s.spoofchk = Some(on)
         })
         .await
@@ -222,7 +295,7 @@ impl VfControl for Emulated {
 
     /// Records trust; the emulation has no privileged VF operations to gate.
     async fn set_trust(&self, pf: &str, vf: u32, on: bool) -> Result<(), VfError> {
-        self.update(pf, vf, "set VF trust", Effect::Record, |s| {
+        self.update(pf, vf, "set VF trust", Effects::NONE, |s| {
             s.trust = Some(on)
         })
         .await
@@ -231,10 +304,53 @@ impl VfControl for Emulated {
     /// `Disable` takes the representor down (the VF netdev loses carrier); `Enable` and `Auto`
     /// (the bridge PF is always up) bring it up.
     async fn set_link_state(&self, pf: &str, vf: u32, state: VfLinkState) -> Result<(), VfError> {
-        self.update(pf, vf, "set VF link state", Effect::LinkState, |s| {
+        self.update(pf, vf, "set VF link state", Effects::LINK_STATE, |s| {
             s.link_state = Some(state)
         })
         .await
+    }
+
+    /// Every attribute in one register transaction: the arguments are checked first (a refusal
+    /// changes nothing), then one read, each part of the emulation applied once, one write. If
+    /// applying fails, the attributes are set one at a time to name the one that failed.
+    async fn configure(&self, pf: &str, vf: u32, c: &VfChange) -> Result<(), (VfAttr, VfError)> {
+        if let Some(mac) = c.mac {
+            check_mac(pf, vf, "set VF MAC", mac).map_err(|e| (VfAttr::Mac, e))?;
+        }
+        if let Some(vlan) = c.vlan {
+            check_vlan(pf, vf, "set VF VLAN", vlan).map_err(|e| (VfAttr::Vlan, e))?;
+        }
+        if let Some((min, _)) = c.rate {
+            check_rate(pf, vf, "set VF rate", min).map_err(|e| (VfAttr::Rate, e))?;
+        }
+        let edit = |s: &mut VfState| {
+            if let Some(mac) = c.mac {
+                s.mac = Some(mac);
+            }
+            if let Some(vlan) = c.vlan {
+                s.vlan = vlan;
+            }
+            if let Some((_, max)) = c.rate {
+                s.min_tx_rate = 0;
+                s.max_tx_rate = max;
+            }
+            if let Some(on) = c.spoofchk {
+                s.spoofchk = Some(on);
+            }
+            if let Some(on) = c.trust {
+                s.trust = Some(on);
+            }
+            if let Some(state) = c.link_state {
+                s.link_state = Some(state);
+            }
+        };
+        match self
+            .update(pf, vf, "configure VF", Effects::of(c), edit)
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(_) => configure_each(self, pf, vf, c).await,
+        }
     }
 }
 

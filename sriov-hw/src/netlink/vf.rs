@@ -15,7 +15,7 @@ use netlink_packet_route::link::{
 
 use super::{Netlink, NetlinkError};
 use crate::mac::MacAddr;
-use crate::vf::{VfError, VfErrorKind, VfLinkState, VfState, VfVlan, VlanProto};
+use crate::vf::{VfChange, VfError, VfErrorKind, VfLinkState, VfState, VfVlan, VlanProto};
 
 /// RTM_NEWLINK, the kernel's answer to RTM_GETLINK.
 const RTM_NEWLINK: u16 = 16;
@@ -36,6 +36,8 @@ pub mod op {
     pub const TRUST: &str = "set VF trust";
     /// [`super::Netlink::set_vf_link_state`].
     pub const LINK_STATE: &str = "set VF link state";
+    /// [`super::Netlink::set_vf_many`].
+    pub const MANY: &str = "configure VF";
 }
 
 impl Netlink {
@@ -88,18 +90,7 @@ impl Netlink {
     /// Sets the VF's port VLAN, QoS and tag protocol: IFLA_VF_VLAN_LIST with one
     /// IFLA_VF_VLAN_INFO, as iproute2 sends it. VLAN 0 with QoS 0 clears the port VLAN.
     pub async fn set_vf_vlan(&self, pf: &str, vf: u32, vlan: VfVlan) -> Result<(), VfError> {
-        let proto = match vlan.proto {
-            VlanProto::Dot1Q => VlanProtocol::Ieee8021Q,
-            VlanProto::Dot1Ad => VlanProtocol::Ieee8021Ad,
-        };
-        let info = VfVlanInfo::new(vf, u32::from(vlan.vlan), u32::from(vlan.qos), proto);
-        self.set_vf(
-            pf,
-            vf,
-            op::VLAN,
-            VfInfo::VlanList(vec![NlVfVlan::Info(info)]),
-        )
-        .await
+        self.set_vf(pf, vf, op::VLAN, vlan_attr(vf, vlan)).await
     }
 
     /// Sets the VF's minimum and maximum TX rate in Mbit/s, 0 = no limit (IFLA_VF_RATE).
@@ -136,14 +127,40 @@ impl Netlink {
         vf: u32,
         state: VfLinkState,
     ) -> Result<(), VfError> {
-        let state = match state {
-            VfLinkState::Auto => NlVfLinkState::Auto,
-            VfLinkState::Enable => NlVfLinkState::Enable,
-            VfLinkState::Disable => NlVfLinkState::Disable,
-        };
-        let v = VfInfoLinkState::new(vf, state);
+        let v = VfInfoLinkState::new(vf, nl_link_state(state));
         self.set_vf(pf, vf, op::LINK_STATE, VfInfo::LinkState(v))
             .await
+    }
+
+    /// Sets every attribute `c` names in one RTM_SETLINK (one IFLA_VF_INFO holding them all; the
+    /// kernel applies them in its own order: MAC, VLAN, rate, spoof check, link state, trust).
+    pub async fn set_vf_many(&self, pf: &str, vf: u32, c: &VfChange) -> Result<(), VfError> {
+        let mut attrs = Vec::new();
+        if let Some(mac) = c.mac {
+            attrs.push(VfInfo::Mac(VfInfoMac::new(vf, &mac.0)));
+        }
+        if let Some(vlan) = c.vlan {
+            attrs.push(vlan_attr(vf, vlan));
+        }
+        if let Some((min, max)) = c.rate {
+            attrs.push(VfInfo::Rate(VfInfoRate::new(vf, min, max)));
+        }
+        if let Some(on) = c.spoofchk {
+            attrs.push(VfInfo::SpoofCheck(VfInfoSpoofCheck::new(vf, on)));
+        }
+        if let Some(state) = c.link_state {
+            attrs.push(VfInfo::LinkState(VfInfoLinkState::new(
+                vf,
+                nl_link_state(state),
+            )));
+        }
+        if let Some(on) = c.trust {
+            attrs.push(VfInfo::Trust(VfInfoTrust::new(vf, on)));
+        }
+        if attrs.is_empty() {
+            return Ok(());
+        }
+        self.send_vf(pf, vf, op::MANY, "IFLA_VF_INFO", attrs).await
     }
 
     /// Sends one IFLA_VF_* attribute for `vf` to `pf` and waits for the ACK.
@@ -166,10 +183,22 @@ impl Netlink {
             VfInfo::LinkState(_) => "IFLA_VF_LINK_STATE",
             _ => "IFLA_VF_INFO",
         };
+        self.send_vf(pf, vf, op, attr_name, vec![attr]).await
+    }
+
+    /// One RTM_SETLINK to `pf` with `attrs` in one IFLA_VF_INFO, waiting for the ACK.
+    async fn send_vf(
+        &self,
+        pf: &str,
+        vf: u32,
+        op: &'static str,
+        attr_name: &'static str,
+        attrs: Vec<VfInfo>,
+    ) -> Result<(), VfError> {
         let mut msg = LinkMessage::default();
         msg.attributes.push(LinkAttribute::IfName(pf.to_string()));
         msg.attributes
-            .push(LinkAttribute::VfInfoList(vec![LinkVfInfo(vec![attr])]));
+            .push(LinkAttribute::VfInfoList(vec![LinkVfInfo(attrs)]));
         self.ack(
             "RTM_SETLINK",
             attr_name,
@@ -183,5 +212,24 @@ impl Netlink {
             op,
             source: VfErrorKind::Netlink(e),
         })
+    }
+}
+
+/// IFLA_VF_VLAN_LIST with one IFLA_VF_VLAN_INFO, as iproute2 sends a port VLAN.
+fn vlan_attr(vf: u32, vlan: VfVlan) -> VfInfo {
+    let proto = match vlan.proto {
+        VlanProto::Dot1Q => VlanProtocol::Ieee8021Q,
+        VlanProto::Dot1Ad => VlanProtocol::Ieee8021Ad,
+    };
+    let info = VfVlanInfo::new(vf, u32::from(vlan.vlan), u32::from(vlan.qos), proto);
+    VfInfo::VlanList(vec![NlVfVlan::Info(info)])
+}
+
+/// The kernel's IFLA_VF_LINK_STATE value for `state`.
+fn nl_link_state(state: VfLinkState) -> NlVfLinkState {
+    match state {
+        VfLinkState::Auto => NlVfLinkState::Auto,
+        VfLinkState::Enable => NlVfLinkState::Enable,
+        VfLinkState::Disable => NlVfLinkState::Disable,
     }
 }

@@ -3,13 +3,14 @@
 
 use std::future::Future;
 
-use super::{VfError, VfErrorKind, VfLinkState, VfState, VfVlan};
+use super::{VfAttr, VfChange, VfError, VfErrorKind, VfLinkState, VfState, VfVlan};
 use crate::mac::MacAddr;
 use crate::netlink::{LinkInfo, Netlink, NetlinkError};
 use crate::pci::PciAddr;
 
-/// Configures VFs through their PF. One attribute per call, so an error names exactly what the
-/// device refused and rollback can undo exactly what was done.
+/// Configures VFs through their PF. The setters take one attribute each, so an error names
+/// exactly what the device refused; [`VfControl::configure`] takes several at once and still
+/// names the attribute that failed.
 ///
 /// `pf` is the PF's netdev name in the host network namespace.
 pub trait VfControl {
@@ -61,6 +62,59 @@ pub trait VfControl {
         vf: u32,
         state: VfLinkState,
     ) -> impl Future<Output = Result<(), VfError>>;
+    /// Sets every attribute `c` names, stopping at the first the device refuses, which the error
+    /// names. The default is [`configure_each`]; a backend with a transaction overrides it to pay
+    /// for one (and falls back to [`configure_each`] to tell which attribute a failed one was
+    /// about). Attributes before the refused one may have been set.
+    fn configure(
+        &self,
+        pf: &str,
+        vf: u32,
+        c: &VfChange,
+    ) -> impl Future<Output = Result<(), (VfAttr, VfError)>> {
+        configure_each(self, pf, vf, c)
+    }
+}
+
+/// Sets the attributes of `c` one by one, in the order the kernel applies an IFLA_VF_INFO (MAC,
+/// VLAN, rate, spoof check, link state, trust), stopping at the first refused.
+pub async fn configure_each<V: VfControl + ?Sized>(
+    vfs: &V,
+    pf: &str,
+    vf: u32,
+    c: &VfChange,
+) -> Result<(), (VfAttr, VfError)> {
+    if let Some(mac) = c.mac {
+        vfs.set_mac(pf, vf, mac)
+            .await
+            .map_err(|e| (VfAttr::Mac, e))?;
+    }
+    if let Some(vlan) = c.vlan {
+        vfs.set_vlan(pf, vf, vlan)
+            .await
+            .map_err(|e| (VfAttr::Vlan, e))?;
+    }
+    if let Some((min, max)) = c.rate {
+        vfs.set_rate(pf, vf, min, max)
+            .await
+            .map_err(|e| (VfAttr::Rate, e))?;
+    }
+    if let Some(on) = c.spoofchk {
+        vfs.set_spoofchk(pf, vf, on)
+            .await
+            .map_err(|e| (VfAttr::Spoofchk, e))?;
+    }
+    if let Some(state) = c.link_state {
+        vfs.set_link_state(pf, vf, state)
+            .await
+            .map_err(|e| (VfAttr::LinkState, e))?;
+    }
+    if let Some(on) = c.trust {
+        vfs.set_trust(pf, vf, on)
+            .await
+            .map_err(|e| (VfAttr::Trust, e))?;
+    }
+    Ok(())
 }
 
 /// Where VF `vf` (PCI function `pci`) of PF `pf` has its netdev, and how to get it back. The

@@ -11,6 +11,6 @@ mod control;
 mod error;
 pub mod model;
 
-pub use control::{VfControl, VfNetdevs};
+pub use control::{VfControl, VfNetdevs, configure_each};
 pub use error::{VfError, VfErrorKind};
-pub use model::{VfLinkState, VfState, VfVlan, VlanProto};
+pub use model::{VfAttr, VfChange, VfLinkState, VfState, VfVlan, VlanProto};

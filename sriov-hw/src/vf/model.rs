@@ -71,3 +71,47 @@ pub struct VfState {
     /// Link state override on the PF; `None` if not reported.
     pub link_state: Option<VfLinkState>,
 }
+
+/// One VF attribute set through the PF: which part of a [`VfChange`] the device refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VfAttr {
+    /// The admin MAC.
+    Mac,
+    /// The port VLAN (tag, QoS, protocol).
+    Vlan,
+    /// The min/max TX rate.
+    Rate,
+    /// Source-MAC spoof checking.
+    Spoofchk,
+    /// Trust.
+    Trust,
+    /// The link state override.
+    LinkState,
+}
+
+/// Several VF attributes to set in one go (`None` leaves one as it is): what ADD applies and
+/// DEL puts back, handed to the backend whole so a device with a transaction pays for it once
+/// (one RTM_SETLINK to a real PF, one register write on the emulated NIC) instead of once per
+/// attribute.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VfChange {
+    /// The admin MAC (all-zero clears it).
+    pub mac: Option<MacAddr>,
+    /// The port VLAN (VLAN 0 clears it).
+    pub vlan: Option<VfVlan>,
+    /// `(min, max)` TX rate in Mbit/s, 0 = unlimited.
+    pub rate: Option<(u32, u32)>,
+    /// Spoof checking on or off.
+    pub spoofchk: Option<bool>,
+    /// Trusted or not.
+    pub trust: Option<bool>,
+    /// The link state override.
+    pub link_state: Option<VfLinkState>,
+}
+
+impl VfChange {
+    /// Whether nothing would be set.
+    pub fn is_empty(&self) -> bool {
+        *self == VfChange::default()
+    }
+}

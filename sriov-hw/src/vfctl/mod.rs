@@ -18,7 +18,8 @@ use crate::pci::PciAddr;
 
 pub use crate::emulated::{EMULATED_DRIVER, Emulated};
 pub use crate::vf::{
-    VfControl, VfError, VfErrorKind, VfLinkState, VfNetdevs, VfState, VfVlan, VlanProto,
+    VfAttr, VfChange, VfControl, VfError, VfErrorKind, VfLinkState, VfNetdevs, VfState, VfVlan,
+    VlanProto,
 };
 pub use pf_netlink::PfNetlink;
 
@@ -112,6 +113,9 @@ impl VfControl for Backend {
     }
     async fn set_link_state(&self, pf: &str, vf: u32, state: VfLinkState) -> Result<(), VfError> {
         dispatch!(self, b => b.set_link_state(pf, vf, state))
+    }
+    async fn configure(&self, pf: &str, vf: u32, c: &VfChange) -> Result<(), (VfAttr, VfError)> {
+        dispatch!(self, b => b.configure(pf, vf, c))
     }
 }
 

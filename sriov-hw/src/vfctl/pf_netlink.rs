@@ -9,7 +9,10 @@ use crate::mac::MacAddr;
 use crate::netlink::{LinkInfo, Netlink, NetlinkError};
 use crate::pci::PciAddr;
 use crate::sysfs::Sysfs;
-use crate::vf::{VfControl, VfError, VfErrorKind, VfLinkState, VfNetdevs, VfState, VfVlan};
+use crate::vf::{
+    VfAttr, VfChange, VfControl, VfError, VfErrorKind, VfLinkState, VfNetdevs, VfState, VfVlan,
+    configure_each,
+};
 
 /// Drives VFs through the PF's netlink VF table.
 pub struct PfNetlink {
@@ -61,6 +64,18 @@ impl VfControl for PfNetlink {
     }
     async fn set_link_state(&self, pf: &str, vf: u32, state: VfLinkState) -> Result<(), VfError> {
         self.nl.set_vf_link_state(pf, vf, state).await
+    }
+    /// One RTM_SETLINK carrying every attribute. The kernel stops at the first the driver
+    /// refuses without saying which, so a refusal is retried one attribute at a time (re-setting
+    /// the ones already applied is harmless) to name it.
+    async fn configure(&self, pf: &str, vf: u32, c: &VfChange) -> Result<(), (VfAttr, VfError)> {
+        match self.nl.set_vf_many(pf, vf, c).await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                tracing::debug!(error = %e, "VF configuration refused as a whole; one attribute at a time");
+                configure_each(self, pf, vf, c).await
+            }
+        }
     }
 }
 
