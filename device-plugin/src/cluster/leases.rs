@@ -297,30 +297,38 @@ impl Leases {
     /// Deletes `key`'s lease if this node holds it (precondition: the version just read).
     pub async fn delete_if_ours(&self, key: &IpKey) {
         let name = lease_name(key);
-        let r = async {
-            let lease = match self.get(&name).await? {
-                Some(l) => l,
-                None => return Ok(()),
-            };
-            if holder(&lease) != Some(self.node.as_str()) {
-                return Ok(());
-            }
-            let dp = DeleteParams {
-                preconditions: Some(Preconditions {
-                    resource_version: lease.metadata.resource_version.clone(),
-                    uid: lease.metadata.uid.clone(),
-                }),
-                ..DeleteParams::default()
-            };
-            timed(self.api.delete(&name, &dp)).await.map(|_| ())
-        }
-        .await;
-        match r {
+        // A renewal pass that was already sending this lease's update when DEL forgot it would
+        // change its resourceVersion between our read and our delete (409, and the lease would
+        // linger until it expires): wait for that pass; later ones skip the forgotten key.
+        // Not retried on 409 otherwise: a new ADD on this node may have taken the lease again,
+        // and a second read would then delete that pod's lease.
+        let _pass = self.pass.lock().await;
+        match self.delete_once(&name).await {
             Ok(()) => tracing::info!(lease = %name, ip = %key, "lease released"),
             Err(e) => {
                 tracing::warn!(lease = %name, ip = %key, error = %e, "lease not released; it expires by itself")
             }
         }
+    }
+
+    /// Deletes lease `name` if this node holds it, on the condition that it is unchanged since
+    /// it was read.
+    async fn delete_once(&self, name: &str) -> Result<(), String> {
+        let lease = match self.get(name).await? {
+            Some(l) => l,
+            None => return Ok(()),
+        };
+        if holder(&lease) != Some(self.node.as_str()) {
+            return Ok(());
+        }
+        let dp = DeleteParams {
+            preconditions: Some(Preconditions {
+                resource_version: lease.metadata.resource_version.clone(),
+                uid: lease.metadata.uid.clone(),
+            }),
+            ..DeleteParams::default()
+        };
+        timed(self.api.delete(name, &dp)).await.map(|_| ())
     }
 
     /// Takes over the bookkeeping of a lease an earlier instance of this agent held (after a
