@@ -41,7 +41,7 @@ pub struct Emulated {
 }
 
 /// Which parts of the emulation a register change has to be re-applied to.
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Copy)]
 struct Effects {
     /// The host-side VF netdev's MAC (and, through `port`, the port's FDB entry for it).
     mac: bool,
@@ -54,32 +54,6 @@ struct Effects {
 }
 
 impl Effects {
-    const MAC: Effects = Effects {
-        mac: true,
-        port: true,
-        rate: false,
-        link_state: false,
-    };
-    const PORT: Effects = Effects {
-        port: true,
-        ..Effects::NONE
-    };
-    const RATE: Effects = Effects {
-        rate: true,
-        ..Effects::NONE
-    };
-    const LINK_STATE: Effects = Effects {
-        link_state: true,
-        ..Effects::NONE
-    };
-    /// Nothing to apply (trust is recorded only).
-    const NONE: Effects = Effects {
-        mac: false,
-        port: false,
-        rate: false,
-        link_state: false,
-    };
-
     /// What setting the attributes of `c` has to re-apply.
     fn of(c: &VfChange) -> Effects {
         Effects {
@@ -125,14 +99,14 @@ impl Emulated {
     }
 
     /// Read-modify-apply-record of VF `vf`'s registers under the PF's lock: one register read
-    /// and write however many attributes `edit` changes, each part of the emulation applied once.
+    /// and write however many attributes `c` sets, each part of the emulation it touches
+    /// applied once.
     async fn update(
         &self,
         pf: &str,
         vf: u32,
         op: &'static str,
-        effects: Effects,
-        edit: impl FnOnce(&mut VfState),
+        c: &VfChange,
     ) -> Result<(), VfError> {
         let err = emulation_error(pf, vf, op);
         let nic = self.nic(pf).map_err(err)?;
@@ -141,8 +115,8 @@ impl Emulated {
         let _lock = registers::lock(&pf_dir).map_err(err)?;
         let old = registers::read(&pf_dir, vf).map_err(err)?;
         let mut state = old.clone();
-        edit(&mut state);
-        match self.apply(pf, v, &old, &state, effects).await {
+        record(&mut state, c);
+        match self.apply(pf, v, &old, &state, Effects::of(c)).await {
             // The VF's links vanished mid-call (its pod's namespace is being torn down): as when
             // they were gone before the call, the registers are recorded and revive_vf applies
             // them to the re-created VF.
@@ -185,6 +159,30 @@ fn emulation_error<'a>(
     op: &'static str,
 ) -> impl Fn(EmulateError) -> VfError + Copy + 'a {
     move |e| VfError::new(pf, vf, op, VfErrorKind::Emulation(e.to_string()))
+}
+
+/// Writes what `c` sets into the registers `s`. The emulation shapes a maximum only, so the
+/// minimum is recorded as 0 (a non-zero one is refused before this).
+fn record(s: &mut VfState, c: &VfChange) {
+    if let Some(mac) = c.mac {
+        s.mac = Some(mac);
+    }
+    if let Some(vlan) = c.vlan {
+        s.vlan = vlan;
+    }
+    if let Some((_, max)) = c.rate {
+        s.min_tx_rate = 0;
+        s.max_tx_rate = max;
+    }
+    if let Some(on) = c.spoofchk {
+        s.spoofchk = Some(on);
+    }
+    if let Some(on) = c.trust {
+        s.trust = Some(on);
+    }
+    if let Some(state) = c.link_state {
+        s.link_state = Some(state);
+    }
 }
 
 /// A multicast MAC is no station's address (the kernel's EINVAL).
@@ -255,8 +253,11 @@ impl VfControl for Emulated {
     async fn set_mac(&self, pf: &str, vf: u32, mac: MacAddr) -> Result<(), VfError> {
         const OP: &str = "set VF MAC";
         check_mac(pf, vf, OP, mac)?;
-        self.update(pf, vf, OP, Effects::MAC, |s| s.mac = Some(mac))
-            .await
+        let c = VfChange {
+            mac: Some(mac),
+            ..VfChange::default()
+        };
+        self.update(pf, vf, OP, &c).await
     }
 
     /// Moves the VF's representor into the VLAN group of `vlan` (0 = untagged). VLAN ≤ 4095,
@@ -264,8 +265,11 @@ impl VfControl for Emulated {
     async fn set_vlan(&self, pf: &str, vf: u32, vlan: VfVlan) -> Result<(), VfError> {
         const OP: &str = "set VF VLAN";
         check_vlan(pf, vf, OP, vlan)?;
-        self.update(pf, vf, OP, Effects::PORT, |s| s.vlan = vlan)
-            .await
+        let c = VfChange {
+            vlan: Some(vlan),
+            ..VfChange::default()
+        };
+        self.update(pf, vf, OP, &c).await
     }
 
     /// Shapes what the VF sends to `max_mbps` (0 = unlimited). `min_mbps` ≠ 0 is unsupported.
@@ -278,36 +282,39 @@ impl VfControl for Emulated {
     ) -> Result<(), VfError> {
         const OP: &str = "set VF rate";
         check_rate(pf, vf, OP, min_mbps)?;
-        self.update(pf, vf, OP, Effects::RATE, |s| {
-            s.min_tx_rate = 0;
-            s.max_tx_rate = max_mbps;
-        })
-        .await
+        let c = VfChange {
+            rate: Some((0, max_mbps)),
+            ..VfChange::default()
+        };
+        self.update(pf, vf, OP, &c).await
     }
 
     /// Turns the VF's source-MAC check on or off (effective only while an admin MAC is set).
     async fn set_spoofchk(&self, pf: &str, vf: u32, on: bool) -> Result<(), VfError> {
-        self.update(pf, vf, "set VF spoofchk", Effects::PORT, |s| {
-            s.spoofchk = Some(on)
-        })
-        .await
+        let c = VfChange {
+            spoofchk: Some(on),
+            ..VfChange::default()
+        };
+        self.update(pf, vf, "set VF spoofchk", &c).await
     }
 
     /// Records trust; the emulation has no privileged VF operations to gate.
     async fn set_trust(&self, pf: &str, vf: u32, on: bool) -> Result<(), VfError> {
-        self.update(pf, vf, "set VF trust", Effects::NONE, |s| {
-            s.trust = Some(on)
-        })
-        .await
+        let c = VfChange {
+            trust: Some(on),
+            ..VfChange::default()
+        };
+        self.update(pf, vf, "set VF trust", &c).await
     }
 
     /// `Disable` takes the representor down (the VF netdev loses carrier); `Enable` and `Auto`
     /// (the bridge PF is always up) bring it up.
     async fn set_link_state(&self, pf: &str, vf: u32, state: VfLinkState) -> Result<(), VfError> {
-        self.update(pf, vf, "set VF link state", Effects::LINK_STATE, |s| {
-            s.link_state = Some(state)
-        })
-        .await
+        let c = VfChange {
+            link_state: Some(state),
+            ..VfChange::default()
+        };
+        self.update(pf, vf, "set VF link state", &c).await
     }
 
     /// Every attribute in one register transaction: the arguments are checked first (a refusal
@@ -323,31 +330,7 @@ impl VfControl for Emulated {
         if let Some((min, _)) = c.rate {
             check_rate(pf, vf, "set VF rate", min).map_err(|e| (VfAttr::Rate, e))?;
         }
-        let edit = |s: &mut VfState| {
-            if let Some(mac) = c.mac {
-                s.mac = Some(mac);
-            }
-            if let Some(vlan) = c.vlan {
-                s.vlan = vlan;
-            }
-            if let Some((_, max)) = c.rate {
-                s.min_tx_rate = 0;
-                s.max_tx_rate = max;
-            }
-            if let Some(on) = c.spoofchk {
-                s.spoofchk = Some(on);
-            }
-            if let Some(on) = c.trust {
-                s.trust = Some(on);
-            }
-            if let Some(state) = c.link_state {
-                s.link_state = Some(state);
-            }
-        };
-        match self
-            .update(pf, vf, "configure VF", Effects::of(c), edit)
-            .await
-        {
+        match self.update(pf, vf, "configure VF", c).await {
             Ok(()) => Ok(()),
             Err(_) => configure_each(self, pf, vf, c).await,
         }
